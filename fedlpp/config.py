@@ -1,0 +1,256 @@
+"""Typed run configuration: defaults -> TOML file -> ``--set key=value``.
+
+Every section is a dataclass that validates itself in ``__post_init__``. Unknown keys and wrong
+types are ``FedlppError``s naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fedlpp.errors import FedlppError
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise FedlppError(f"Invalid {key}: {value!r} (allowed: {allowed})")
+
+
+@dataclass
+class ModelConfig:
+    """Which base model; ``name`` is a registered model or ``hf:<path or id>``."""
+
+    name: str = "tiny-llama"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    # tiny-llama only: its size (built from config, no download)
+    tiny_hidden: int = 64
+    tiny_layers: int = 2
+
+    def __post_init__(self) -> None:
+        _check(self.tiny_hidden >= 8 and self.tiny_hidden % 4 == 0, "model.tiny_hidden",
+               self.tiny_hidden, "a multiple of 4, >= 8")
+        _check(self.tiny_layers >= 1, "model.tiny_layers", self.tiny_layers, ">= 1")
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapter (peft). Empty ``targets`` means the model's default attention projections."""
+
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(self.r >= 1, "lora.r", self.r, "an integer >= 1")
+        _check(self.alpha > 0, "lora.alpha", self.alpha, "> 0")
+        _check(0.0 <= self.dropout < 1.0, "lora.dropout", self.dropout, "0 <= dropout < 1")
+
+
+@dataclass
+class DataConfig:
+    """Dataset, its per-client partition and the member / non-member / test splits."""
+
+    name: str = "kjv-lm"
+    path: str = ""  # file for text / jsonl / csv; split or config for hf:<name>
+    text_field: str = "text"
+    label_field: str = ""
+    max_records: int = 2000  # records drawn (seeded) from the dataset before splitting; 0 = all
+    seq_len: int = 64
+    partition: Literal["iid", "dirichlet", "natural"] = "iid"
+    alpha: float = 0.5  # dirichlet concentration
+    member_fraction: float = 0.5  # share of each client's shard used for training (members)
+    test_fraction: float = 0.1  # global test split, held out from every client
+
+    def __post_init__(self) -> None:
+        _check(self.max_records >= 0, "data.max_records", self.max_records, ">= 0 (0 = all)")
+        _check(self.seq_len >= 4, "data.seq_len", self.seq_len, ">= 4")
+        _check(self.alpha > 0, "data.alpha", self.alpha, "> 0")
+        _check(0 < self.member_fraction <= 1, "data.member_fraction", self.member_fraction, "0 < x <= 1")
+        _check(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "0 < x < 1")
+
+
+@dataclass
+class QuantConfig:
+    """The broadcast quantizer. ``bits``/``block_size`` 0 mean the quantizer's own default
+    (2 bits, the paper's figure, for nf/uniform/stochastic; 4 or 8 for the bnb ones; 32 for none)."""
+
+    name: str = "nf"
+    bits: int = 0
+    block_size: int = 0
+    grid: Literal["nf", "uniform"] = "nf"  # the grid of the `stochastic` quantizer
+    scope: Literal["adapter", "full"] = "adapter"
+    upload: str = "none"  # quantizer for client uploads ("none" = fp32)
+    upload_bits: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.bits >= 0, "quant.bits", self.bits, "1..8, or 16/32 for none (0 = default)")
+        _check(self.block_size >= 0, "quant.block_size", self.block_size, "an integer >= 1 (0 = default)")
+
+
+@dataclass
+class FedConfig:
+    """The federation: clients, rounds, local training, server update."""
+
+    num_clients: int = 4
+    clients_per_round: int = 0  # 0 = all clients every round
+    rounds: int = 3
+    local_steps: int = 5  # optimizer steps per client per round; 0 = use local_epochs
+    local_epochs: float = 1.0
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    server_lr: float = 1.0
+    aggregation: Literal["straight_through", "replace"] = "straight_through"
+
+    def __post_init__(self) -> None:
+        _check(self.num_clients >= 1, "fed.num_clients", self.num_clients, ">= 1")
+        _check(0 <= self.clients_per_round <= self.num_clients, "fed.clients_per_round",
+               self.clients_per_round, f"0..fed.num_clients={self.num_clients} (0 = all)")
+        _check(self.rounds >= 1, "fed.rounds", self.rounds, ">= 1")
+        _check(self.local_steps >= 0, "fed.local_steps", self.local_steps, ">= 0 (0 = use local_epochs)")
+        _check(self.local_epochs > 0, "fed.local_epochs", self.local_epochs, "> 0")
+        _check(self.batch_size >= 1, "fed.batch_size", self.batch_size, ">= 1")
+        _check(self.lr > 0, "fed.lr", self.lr, "> 0")
+        _check(self.server_lr > 0, "fed.server_lr", self.server_lr, "> 0")
+
+
+@dataclass
+class EvalConfig:
+    """Utility evaluation of central / proxy / base."""
+
+    every: int = 1  # evaluate every N rounds (the last round always)
+    max_records: int = 200  # test records used; 0 = the whole test split
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _check(self.every >= 1, "eval.every", self.every, ">= 1")
+        _check(self.max_records >= 0, "eval.max_records", self.max_records, ">= 0 (0 = all)")
+        _check(self.batch_size >= 1, "eval.batch_size", self.batch_size, ">= 1")
+
+
+@dataclass
+class TraceConfig:
+    """What the run keeps on disk for attacks (safetensors + JSON only)."""
+
+    payloads: bool = True
+    updates: bool = True
+    masters: Literal["all", "last", "none"] = "all"
+
+
+@dataclass
+class RunConfig:
+    """A whole FedLPP run."""
+
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    fed: FedConfig = field(default_factory=FedConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    trace: TraceConfig = field(default_factory=TraceConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        return any(_type_ok(value, t) for t in typing.get_args(tp))
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp)).replace("NoneType", "None")
+
+
+def from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from nested ``values``, checking every key and type."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in fields:
+            close = [f"{prefix}{k}" for k in fields]
+            raise FedlppError(f"Unknown config key '{full}'. Allowed here: {', '.join(close)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise FedlppError(f"Config key '{full}' is a section; set its keys as {full}.<key>")
+            kwargs[key] = from_dict(tp, value, prefix=f"{full}.")
+            continue
+        if not _type_ok(value, tp):
+            raise FedlppError(f"Invalid {full}: {value!r} (expected {_describe(tp)})")
+        if tp is float and isinstance(value, int):
+            value = float(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """Parse ``a.b=value``: the value is read as a TOML literal, else kept as a string."""
+    if "=" not in item:
+        raise FedlppError(f"Invalid --set {item!r} (expected key=value, e.g. quant.bits=4)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise FedlppError(f"Invalid --set {item!r}: empty key")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def merge(base: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``base[path[0]]...[path[-1]] = value``, creating sections."""
+    node = base
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise FedlppError(f"Config key '{'.'.join(path)}': '{part}' is not a section")
+    node[path[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                *, cls: type = RunConfig) -> Any:
+    """Defaults, then the TOML file at ``path``, then each ``key=value`` override."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FedlppError(f"Config file not found: {str(p)!r}")
+        try:
+            values = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise FedlppError(f"Config file {str(p)!r} is not valid TOML: {exc}") from None
+    for item in overrides:
+        key, value = parse_set(item)
+        merge(values, key, value)
+    return from_dict(cls, values)

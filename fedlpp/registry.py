@@ -1,0 +1,79 @@
+"""A named registry of plugins: ``@REG.register("name")``, ``REG.get``, ``REG.build``.
+
+Names ending in ``:`` are prefix plugins: ``hf:`` serves ``hf:<anything>``.
+Third-party plugins are discovered from the entry-point group given to the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from fedlpp.errors import FedlppError
+
+
+class Registry:
+    """A dict of plugins with registration, lookup with suggestions, and entry-point discovery."""
+
+    def __init__(self, kind: str, *, group: str | None = None) -> None:
+        self.kind = kind
+        self.group = group
+        self._items: dict[str, Any] = {}
+        self._discovered = group is None
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        """Decorator registering ``obj`` under ``name``; a duplicate name raises."""
+
+        def deco(obj: Any) -> Any:
+            if name in self._items:
+                raise FedlppError(f"{self.kind} '{name}' is registered twice")
+            self._items[name] = obj
+            obj.registered_name = name
+            return obj
+
+        return deco
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        for ep in entry_points(group=self.group):
+            if ep.name not in self._items:
+                ep.load()  # importing the module runs its @register
+
+    def names(self) -> list[str]:
+        """All registered names, built-in and discovered, sorted."""
+        self._discover()
+        return sorted(self._items)
+
+    def get(self, name: str) -> Any:
+        """The plugin registered as ``name`` (or the prefix plugin serving it)."""
+        self._discover()
+        if name in self._items:
+            return self._items[name]
+        if ":" in name and name.split(":", 1)[0] + ":" in self._items:
+            return self._items[name.split(":", 1)[0] + ":"]
+        close = difflib.get_close_matches(name, self._items, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise FedlppError(
+            f"Unknown {self.kind} '{name}'.{hint} Available: {', '.join(self.names())}"
+        )
+
+    def build(self, name: str, **kwargs: Any) -> Any:
+        """Instantiate plugin ``name`` with its ``Config`` dataclass made from ``kwargs``."""
+        cls = self.get(name)
+        return cls(make_config(cls.Config, kwargs, where=f"{self.kind} '{name}'"))
+
+
+def make_config(cls: type, values: dict[str, Any], *, where: str) -> Any:
+    """Build dataclass ``cls`` from ``values``; an unknown key is a FedlppError naming the allowed ones."""
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in allowed:
+            raise FedlppError(
+                f"Unknown option '{key}' for {where}. Allowed: {', '.join(sorted(allowed)) or '(none)'}"
+            )
+    return cls(**values)
