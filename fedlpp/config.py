@@ -78,20 +78,20 @@ class DataConfig:
 
 @dataclass
 class QuantConfig:
-    """The broadcast quantizer. ``bits``/``block_size`` 0 mean the quantizer's own default
+    """The broadcast quantizer. ``bits``/``block_size`` unset mean the quantizer's own default
     (2 bits, the paper's figure, for nf/uniform/stochastic; 4 or 8 for the bnb ones; 32 for none)."""
 
     name: str = "nf"
-    bits: int = 0
-    block_size: int = 0
+    bits: int | None = None
+    block_size: int | None = None
     grid: Literal["nf", "uniform"] = "nf"  # the grid of the `stochastic` quantizer
     scope: Literal["adapter", "full"] = "adapter"
     upload: str = "none"  # quantizer for client uploads ("none" = fp32)
-    upload_bits: int = 0
+    upload_bits: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.bits >= 0, "quant.bits", self.bits, "1..8, or 16/32 for none (0 = default)")
-        _check(self.block_size >= 0, "quant.block_size", self.block_size, "an integer >= 1 (0 = default)")
+        _check(self.block_size is None or self.block_size >= 1, "quant.block_size",
+               self.block_size, "an integer >= 1")
 
 
 @dataclass
