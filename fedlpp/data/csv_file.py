@@ -1,0 +1,40 @@
+"""``csv``: a CSV file with a header row; text from ``data.text_field``, label from ``data.label_field``."""
+
+from __future__ import annotations
+
+import csv
+
+from fedlpp.config import DataConfig
+from fedlpp.data.base import DATASETS, TextDataset
+from fedlpp.data.columns import build_dataset, check_columns, group_field, require_file
+from fedlpp.errors import FedlppError
+
+
+@DATASETS.register("csv")
+def load_csv(cfg: DataConfig) -> TextDataset:
+    """Read a comma-separated file whose first row names the columns.
+
+    Args:
+        cfg: the data config: ``path``, ``text_field`` and, for classification, ``label_field``
+            (labels become ids of their sorted distinct values; numeric ones sort numerically).
+
+    Returns:
+        A ``"cls"`` dataset when ``label_field`` is set, else an ``"lm"`` one, in file order.
+    """
+    path = require_file(cfg)
+    source = f"data.path={cfg.path!r}"
+    # newline="" lets the csv module handle quoted fields that contain line breaks.
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        columns = list(reader.fieldnames or [])
+    if not columns:
+        raise FedlppError(f"{source} is empty (expected a header row naming the columns)")
+    check_columns(columns, cfg=cfg, source=source)
+    # A short row gives None for its missing cells: treated as empty text / missing label.
+    return build_dataset(
+        cfg=cfg, source=source,
+        texts=[row[cfg.text_field] for row in rows],
+        labels=[row[cfg.label_field] for row in rows] if cfg.label_field else None,
+        groups=[row[group_field(cfg)] for row in rows] if group_field(cfg) else None,
+    )

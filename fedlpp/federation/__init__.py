@@ -1,0 +1,1 @@
+"""Engine-agnostic FedLPP round pieces (broadcast, client step, aggregate) and the simulator."""

@@ -1,0 +1,83 @@
+"""Everything a run needs before its first round: data, splits, model, quantizers, encodings.
+
+Bad inputs fail here, before any training, and cheap checks (quantizer, data) come before the
+model load so a typo costs no time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import torch
+
+from fedlpp.config import QuantConfig, RunConfig
+from fedlpp.data import TextDataset, load_dataset
+from fedlpp.data.encode import encode
+from fedlpp.data.partition import Splits, make_splits
+from fedlpp.models import ModelBundle, base_linear_weight_names, load_model, trainable_state
+from fedlpp.quant import QUANTIZERS, Quantizer, build_quantizer
+
+
+@dataclass
+class RunContext:
+    """The prepared pieces of a run (the round loop only reads these)."""
+
+    cfg: RunConfig
+    dataset: TextDataset
+    splits: Splits
+    bundle: ModelBundle
+    quantizer: Quantizer
+    uploader: Quantizer
+    client_data: list[dict[str, torch.Tensor]]
+    test_data: dict[str, torch.Tensor]
+    trainable: list[str]  # LoRA A/B (+ classifier head): trained, aggregated, broadcast
+    static: list[str]  # scope "full": base linear weights, private but never trained
+    model_load_s: float
+
+
+def quantizer_from(q: QuantConfig, *, upload: bool = False) -> Quantizer:
+    """Build the broadcast (or upload) quantizer from the ``quant`` section."""
+    name = q.upload if upload else q.name
+    bits = q.upload_bits if upload else q.bits
+    kwargs: dict[str, object] = {}
+    if bits is not None:
+        kwargs["bits"] = bits
+    if q.block_size is not None:
+        kwargs["block_size"] = q.block_size
+    fields = {f.name for f in dataclasses.fields(QUANTIZERS.get(name).Config)}
+    if "grid" in fields:
+        kwargs["grid"] = q.grid
+    # a field a quantizer has no use for (block size of `none`) is not passed to it
+    kwargs = {k: v for k, v in kwargs.items() if k in fields}
+    return build_quantizer(name, **kwargs)
+
+
+def prepare_run(cfg: RunConfig) -> RunContext:
+    """Load and check everything; resolves the quantizer defaults into ``cfg.quant``."""
+    quantizer = quantizer_from(cfg.quant)
+    uploader = quantizer_from(cfg.quant, upload=True)
+    cfg.quant.bits, cfg.quant.block_size = quantizer.bits, quantizer.block_size
+    cfg.quant.upload_bits = uploader.bits
+
+    dataset = load_dataset(cfg.data, seed=cfg.seed)
+    splits = make_splits(dataset, cfg=cfg.data, num_clients=cfg.fed.num_clients, seed=cfg.seed)
+
+    t0 = time.perf_counter()
+    num_labels = len(dataset.label_names) if dataset.task == "cls" and dataset.label_names else None
+    bundle = load_model(cfg.model, cfg.lora, task=dataset.task, num_labels=num_labels, seed=cfg.seed)
+    model_load_s = time.perf_counter() - t0
+
+    def enc(indices: list[int]) -> dict[str, torch.Tensor]:
+        return encode([dataset.records[i] for i in indices], tokenizer=bundle.tokenizer,
+                      task=dataset.task, seq_len=cfg.data.seq_len)
+
+    test_idx = splits.test[: cfg.eval.max_records] if cfg.eval.max_records else splits.test
+    trainable = list(trainable_state(bundle.model))
+    static = base_linear_weight_names(bundle.model) if cfg.quant.scope == "full" else []
+    return RunContext(
+        cfg=cfg, dataset=dataset, splits=splits, bundle=bundle, quantizer=quantizer,
+        uploader=uploader, client_data=[enc(m) for m in splits.members], test_data=enc(test_idx),
+        trainable=trainable, static=static, model_load_s=model_load_s,
+    )
