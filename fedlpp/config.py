@@ -61,6 +61,7 @@ class DataConfig:
     path: str = ""  # file for text / jsonl / csv; split or config for hf:<name>
     text_field: str = "text"
     label_field: str = ""
+    group_field: str = ""  # column giving each record's natural group (user, author, source)
     max_records: int = 2000  # records drawn (seeded) from the dataset before splitting; 0 = all
     seq_len: int = 64
     partition: Literal["iid", "dirichlet", "natural"] = "iid"

@@ -21,7 +21,7 @@ def group_field(cfg: DataConfig) -> str:
     ``DataConfig`` has no ``group_field`` yet; reading it with a default lets user data gain
     natural groups (needed by ``data.partition=natural``) the day the field is added.
     """
-    return getattr(cfg, "group_field", "") or ""
+    return cfg.group_field
 
 
 def require_file(cfg: DataConfig) -> Path:

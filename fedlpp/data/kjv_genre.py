@@ -11,14 +11,17 @@ so the label follows the text's style rather than its canonical position.
 label          books range                                        verses
 ============== ===== ============================================ ======
 law              5   Genesis - Deuteronomy                        5,852
-history         12   Joshua - Esther                              7,135
-wisdom           5   Job - Song of Songs                          4,782
-major_prophets   5   Isaiah - Daniel                              4,508
+history         12   Joshua - Esther                              7,018
+wisdom           5   Job - Song of Songs                          4,785
+major_prophets   5   Isaiah - Daniel                              4,440
 minor_prophets  12   Hosea - Malachi                              1,050
 gospels_acts     5   Matthew - Acts                               4,786
-epistles        21   Romans - Jude                                2,585
+epistles        21   Romans - Jude                                2,767
 apocalyptic      1   Revelation                                     404
 ============== ===== ============================================ ======
+
+Total 31,102 verses. The classes are imbalanced (largest 22.6 %, smallest 1.3 %): report
+accuracy against the majority-class baseline.
 """
 
 from __future__ import annotations

@@ -1,0 +1,46 @@
+"""Datasets: loaders registered by name, seeded subsampling, partitions and splits, encoding.
+
+``load_dataset(cfg, seed=...)`` returns a :class:`TextDataset`; ``partition.make_splits`` turns
+it into per-client member / non-member shards plus a global test split; ``encode.encode`` makes
+tensors. Built-in loaders: ``kjv-lm``, ``kjv-genre``, ``text``, ``jsonl``, ``csv``, ``hf:<name>``;
+third-party ones register through the ``fedlpp.datasets`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedlpp.config import DataConfig
+from fedlpp.data import csv_file, hf, jsonl_file, kjv_genre, kjv_lm, text_file  # noqa: F401 (register)
+from fedlpp.data.base import DATASETS, Record, TextDataset
+from fedlpp.errors import FedlppError
+
+__all__ = ["DATASETS", "Record", "TextDataset", "load_dataset"]
+
+
+def load_dataset(cfg: DataConfig, *, seed: int) -> TextDataset:
+    """Load dataset ``cfg.name`` and, when ``cfg.max_records`` > 0, draw that many records.
+
+    The draw is a seeded sample without replacement (``numpy`` ``default_rng(seed)``); the
+    drawn records keep their order in the full dataset, so the result depends only on the data,
+    ``max_records`` and ``seed``, and nearby records (one book, one file region) stay together.
+
+    Args:
+        cfg: the data config.
+        seed: the run seed.
+
+    Returns:
+        The dataset, its ``name`` set to ``cfg.name``.
+
+    Raises:
+        FedlppError: unknown dataset name, unreadable input, or no records.
+    """
+    dataset = DATASETS.get(cfg.name)(cfg)
+    dataset.name = cfg.name
+    n = len(dataset.records)
+    if n == 0:
+        raise FedlppError(f"data.name={cfg.name!r} gave no records (data.path={cfg.path!r})")
+    if 0 < cfg.max_records < n:
+        picked = np.random.default_rng(seed).choice(n, size=cfg.max_records, replace=False)
+        dataset.records = [dataset.records[i] for i in np.sort(picked)]
+    return dataset
