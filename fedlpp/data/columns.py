@@ -16,11 +16,7 @@ from fedlpp.errors import FedlppError
 
 
 def group_field(cfg: DataConfig) -> str:
-    """The column holding each record's natural group, or ``""``.
-
-    ``DataConfig`` has no ``group_field`` yet; reading it with a default lets user data gain
-    natural groups (needed by ``data.partition=natural``) the day the field is added.
-    """
+    """The column holding each record's natural group (``data.group_field``), or ``""``."""
     return cfg.group_field
 
 

@@ -63,7 +63,9 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False) -> dict[st
         return make_broadcast(master, quantizer=ctx.quantizer, seed=derive_seed(cfg.seed, rnd),
                               cache=cache, static=frozenset(ctx.static))
 
+    t_base = time.perf_counter()
     base = evaluate_with(ctx, master)  # round 0: no fine-tuning yet
+    base_eval_s = time.perf_counter() - t_base
     upcoming = broadcast(1)
     setup_s = time.perf_counter() - t_start
 
@@ -140,7 +142,7 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False) -> dict[st
                  "bytes_up_total": sum(r["bytes_up"] for r in rounds)},
         "meta": {**provenance(), "seconds": time.perf_counter() - t_start,
                  "timing": {"setup_s": setup_s, "model_load_s": ctx.model_load_s,
-                            "rounds": timing}},
+                            "base_eval_s": base_eval_s, "rounds": timing}},
     }
     atomic_write_json(out / "result.json", result)
     return result

@@ -77,7 +77,7 @@ def _is_linear(module: nn.Module) -> bool:
     return type(module).__name__ == "Conv1D" and hasattr(module, "weight")
 
 
-def _block_linear_modules(model: nn.Module) -> list[str]:
+def block_linear_modules(model: nn.Module) -> list[str]:
     """Qualified names of base linear modules inside repeated transformer blocks.
 
     A block is an element of an ``nn.ModuleList`` (``model.layers.3``, ``encoder.layer.0``, ``h.5``);
@@ -121,7 +121,7 @@ def base_linear_weight_names(model: nn.Module) -> list[str]:
     Returns:
         Names in module order, each a key of ``model.state_dict()``.
     """
-    return [f"{name}.weight" for name in _block_linear_modules(model)]
+    return [f"{name}.weight" for name in block_linear_modules(model)]
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
