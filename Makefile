@@ -29,7 +29,7 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(BIN)/ruff check fedlpp tests benchmarks
+	$(BIN)/ruff check fedlpp attacks tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quant.py

@@ -1,0 +1,1 @@
+"""Attacks on a FedLPP trace: model recovery, membership inference, and their metrics."""
