@@ -1,0 +1,199 @@
+"""The quantizer interface and its wire payload, :class:`PackedTensor`.
+
+A quantizer maps a float tensor to a ``PackedTensor`` (bit-packed codes + float32 per-block
+absmax scales) and back. ``PackedTensor.to_bytes()`` is exactly what goes over the wire, so
+``nbytes`` is the broadcast cost; ``meta()`` + ``to_bytes()`` store it without pickle.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fedlpp.errors import FedlppError
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float16`` -> ``"float16"``; only floating dtypes are accepted."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in _DTYPES:
+        raise FedlppError(f"Cannot quantize a tensor of dtype {name} (allowed: {', '.join(_DTYPES)})")
+    return name
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """``"float16"`` -> ``torch.float16`` (the inverse of :func:`dtype_name`)."""
+    if name not in _DTYPES:
+        raise FedlppError(f"Unknown payload dtype {name!r} (allowed: {', '.join(_DTYPES)})")
+    return _DTYPES[name]
+
+
+def check_bits(bits: Any, *, quantizer: str, allowed: Sequence[int], text: str) -> int:
+    """Return ``bits`` if it is an int in ``allowed``, else a one-line FedlppError."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in allowed:
+        raise FedlppError(f"Invalid quant.bits: {bits!r} for quantizer '{quantizer}' (allowed: {text})")
+    return bits
+
+
+def check_block_size(block_size: Any, *, quantizer: str, allowed: Sequence[int] | None = None) -> int | None:
+    """Return ``block_size`` if None or a valid size (``allowed`` restricts it), else raise."""
+    if block_size is None:
+        return None
+    ok = isinstance(block_size, int) and not isinstance(block_size, bool) and block_size >= 1
+    if ok and (allowed is None or block_size in allowed):
+        return block_size
+    text = "an integer >= 1" if allowed is None else ", ".join(map(str, allowed))
+    raise FedlppError(f"Invalid quant.block_size: {block_size!r} for quantizer '{quantizer}' (allowed: {text})")
+
+
+@dataclass(eq=False)
+class PackedTensor:
+    """One quantized tensor as sent over the wire.
+
+    Attributes:
+        quantizer: registered name of the quantizer that made it.
+        bits: bits per stored code (16 / 32 for ``none``).
+        block_size: values per absmax block (1 for ``none``, which has no blocks).
+        shape: shape of the original tensor.
+        dtype: original dtype name (``"float32"``, ``"float16"``, ``"bfloat16"``, ...).
+        codes: 1-D uint8 tensor, the densely bit-packed codes of all ``n_blocks * block_size``
+            values (the last block zero-padded), or the raw float bytes for ``none``.
+        scales: float32 per-block absmax, or None.
+        extra: small JSON-able quantizer options needed to decode (e.g. ``{"grid": "nf"}``).
+    """
+
+    quantizer: str
+    bits: int
+    block_size: int
+    shape: tuple[int, ...]
+    dtype: str
+    codes: Tensor
+    scales: Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def numel(self) -> int:
+        """Number of values in the original tensor."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Wire size in bytes, ``len(self.to_bytes())``."""
+        return self.codes.numel() + (0 if self.scales is None else 4 * self.scales.numel())
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-able description; with :meth:`to_bytes` it rebuilds this payload exactly."""
+        return {"quantizer": self.quantizer, "bits": self.bits, "block_size": self.block_size,
+                "shape": list(self.shape), "dtype": self.dtype, "codes_nbytes": self.codes.numel(),
+                "n_scales": None if self.scales is None else self.scales.numel(),
+                "extra": dict(self.extra)}
+
+    def to_bytes(self) -> bytes:
+        """The wire format: packed code bytes, then the scales as little-endian float32."""
+        out = self.codes.contiguous().numpy().tobytes()
+        if self.scales is not None:
+            out += self.scales.numpy().astype("<f4").tobytes()
+        return out
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, meta: dict[str, Any]) -> PackedTensor:
+        """Rebuild a payload from :meth:`to_bytes` output and :meth:`meta`."""
+        missing = [k for k in ("quantizer", "bits", "block_size", "shape", "dtype", "codes_nbytes",
+                               "n_scales") if k not in meta]
+        if missing:
+            raise FedlppError(f"Payload metadata lacks {', '.join(missing)}")
+        n_codes, n_scales = int(meta["codes_nbytes"]), meta["n_scales"]
+        expected = n_codes + 4 * (n_scales or 0)
+        if len(data) != expected:
+            raise FedlppError(f"Payload of {len(data)} bytes does not match its metadata "
+                              f"(expected {expected} bytes for quantizer '{meta['quantizer']}')")
+        buf = np.frombuffer(data, dtype=np.uint8)
+        codes = torch.from_numpy(buf[:n_codes].copy())
+        scales = None
+        if n_scales is not None:
+            raw = np.frombuffer(data, dtype="<f4", count=n_scales, offset=n_codes)
+            scales = torch.from_numpy(raw.astype(np.float32))
+        return cls(quantizer=meta["quantizer"], bits=int(meta["bits"]),
+                   block_size=int(meta["block_size"]), shape=tuple(int(s) for s in meta["shape"]),
+                   dtype=dtype_name(torch_dtype(meta["dtype"])), codes=codes,
+                   scales=scales, extra=dict(meta.get("extra", {})))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PackedTensor):
+            return NotImplemented
+        same_scales = (self.scales is None and other.scales is None) or (
+            self.scales is not None and other.scales is not None
+            and torch.equal(self.scales, other.scales))
+        return self.meta() == other.meta() and torch.equal(self.codes, other.codes) and same_scales
+
+    __hash__ = None  # mutable tensors inside: not hashable
+
+
+class Quantizer(ABC):
+    """Fake quantization of float tensors with a real, bit-packed payload.
+
+    Subclasses define ``Config`` (a validating dataclass), set ``bits`` / ``block_size`` (resolved
+    defaults, never None) in ``__init__`` and implement :meth:`quantize` / :meth:`dequantize`.
+    """
+
+    Config: ClassVar[type]
+    registered_name: ClassVar[str]  # set by ``@QUANTIZERS.register``
+    deterministic: bool = True  # False: the payload depends on ``seed``
+
+    def __init__(self, config: Any, *, bits: int, block_size: int) -> None:
+        self.config = config
+        self.bits = bits
+        self.block_size = block_size
+
+    @property
+    def name(self) -> str:
+        """The registered name, e.g. ``"nf"``."""
+        return type(self).registered_name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(bits={self.bits}, block_size={self.block_size})"
+
+    @abstractmethod
+    def quantize(self, x: Tensor, *, seed: int | None = None) -> PackedTensor:
+        """Quantize ``x`` (any shape, floating dtype). ``seed`` drives stochastic quantizers."""
+
+    @abstractmethod
+    def dequantize(self, packed: PackedTensor) -> Tensor:
+        """The tensor a receiver reconstructs: original shape and dtype."""
+
+    def levels(self) -> Tensor | None:
+        """The normalized codebook in [-1, 1] (float32), indexed by code: a value decodes to
+        ``levels()[code] * block_scale``. Sorted for nf / uniform / stochastic; None for
+        quantizers without a codebook."""
+        return None
+
+    def interval(self, packed: PackedTensor) -> tuple[Tensor, Tensor]:
+        """Elementwise float32 ``(lo, hi)`` bounds of every original value consistent with
+        ``packed`` (original shape). Raises NotImplementedError where not well defined."""
+        raise NotImplementedError(f"quantizer '{self.name}' has no interval()")
+
+    def fake_quantize(self, x: Tensor, *, seed: int | None = None) -> Tensor:
+        """``dequantize(quantize(x))``: what a receiver of ``x`` sees."""
+        return self.dequantize(self.quantize(x, seed=seed))
+
+    def extra(self) -> dict[str, Any]:
+        """Options besides bits / block_size that a payload must record to be decoded."""
+        return {}
+
+    def check_payload(self, packed: PackedTensor) -> None:
+        """Raise a FedlppError if ``packed`` was not made by a quantizer configured like this one."""
+        mine = (self.name, self.bits, self.block_size, self.extra())
+        theirs = (packed.quantizer, packed.bits, packed.block_size, packed.extra)
+        if mine != theirs:
+            raise FedlppError(f"Payload from quantizer '{packed.quantizer}' (bits {packed.bits}, "
+                              f"block_size {packed.block_size}, {packed.extra}) cannot be decoded by "
+                              f"'{self.name}' (bits {self.bits}, block_size {self.block_size}, {self.extra()})")
