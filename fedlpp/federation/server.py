@@ -71,7 +71,7 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False) -> dict[st
 
     rounds: list[dict[str, Any]] = []
     timing: list[dict[str, float]] = []
-    bar = tqdm(total=0, disable=quiet, desc="rounds 0/%d" % fed.rounds, unit="step", leave=False)
+    bar = tqdm(total=0, disable=quiet, desc=f"round 0/{fed.rounds}", unit="step", leave=False)
     for rnd in range(1, fed.rounds + 1):
         t_round = time.perf_counter()
         bar.set_description(f"round {rnd}/{fed.rounds}")

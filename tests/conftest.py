@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny runs on CPU, never a download."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+TINY = [
+    "model.name=tiny-llama", "data.name=kjv-lm", "data.max_records=120", "data.seq_len=24",
+    "fed.num_clients=2", "fed.rounds=2", "fed.local_steps=2", "fed.batch_size=4", "fed.lr=0.01",
+    "eval.max_records=16", "quant.bits=2",
+]
+
+
+@pytest.fixture
+def tiny_sets():
+    """--set overrides for a 2-client x 2-round run on a tiny model (seconds)."""
+    return list(TINY)
+
+
+def run_tiny(tmp_path, *extra, name="run"):
+    """Run the tiny federation with ``extra`` overrides; returns (result, out dir)."""
+    from fedlpp.config import load_config
+    from fedlpp.federation.server import run_federation
+
+    cfg = load_config(None, TINY + list(extra))
+    out = tmp_path / name
+    return run_federation(cfg, out=out, quiet=True), out
