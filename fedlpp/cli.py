@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from fedlpp.errors import FedlppError
@@ -28,10 +29,29 @@ def _registries() -> dict:
     return {"quantizers": QUANTIZERS, "datasets": DATASETS, "models": MODELS}
 
 
+def _ls_attacks() -> None:
+    from attacks.base import ATTACKS
+    from attacks.runner import load_builtin
+
+    load_builtin()
+    print("attacks:")
+    for name in ATTACKS.names():
+        cls = ATTACKS.get(name)
+        try:
+            threat = cls(cls.Config()).threat_model
+        except Exception:  # noqa: BLE001 - a plugin whose defaults don't build is still listed
+            threat = "?"
+        origin = "built-in" if cls.__module__.startswith("attacks.") else cls.__module__
+        print(f"  {name:<16} {cls.kind:<10} {threat:<10} {cls.summary}  [{origin}]")
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     regs = _registries()
-    kinds = [args.kind] if args.kind else list(regs)
+    kinds = [args.kind] if args.kind else [*regs, "attacks"]
     for kind in kinds:
+        if kind == "attacks":
+            _ls_attacks()
+            continue
         print(f"{kind}:")
         reg = regs[kind]
         for name in reg.names():
@@ -75,6 +95,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attack(args: argparse.Namespace) -> int:
+    from attacks.runner import run_attacks
+
+    if args.resamples < 1:
+        raise FedlppError(f"Invalid --resamples: {args.resamples} (allowed: >= 1)")
+    results = run_attacks(args.run_dir, names=args.attack, sets=args.set,
+                          resamples=args.resamples, quiet=args.quiet)
+    for r in results:
+        m = r.get("metrics", {})
+        if r["status"] != "ok":
+            summary = f"FAILED: {r['error']}"
+        elif r["kind"] == "membership":
+            summary = f"auc {m['auc']['value']:.3f}  tpr@1%fpr {m['tpr@1%fpr']['value']:.3f}"
+        else:
+            summary = (f"recovered_gain {m['recovered_gain']:.3f}  "
+                       f"param_rel_error {m['param_rel_error']:.4f}")
+        print(f"{r['attack']:<16} {r['threat_model']:<10} {summary}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fedlpp", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -86,8 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+    a = sub.add_parser("attack", help="run attacks on a finished run")
+    a.add_argument("run_dir", help="a directory written by `fedlpp train`")
+    a.add_argument("--attack", action="append", required=True, metavar="NAME",
+                   help="attack to run (repeatable), or `all`")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="attack option: key=value (every attack that has it) or NAME.key=value")
+    a.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for CIs")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_attack)
     ls = sub.add_parser("ls", help="list registered plugins")
-    ls.add_argument("kind", nargs="?", choices=["quantizers", "datasets", "models"])
+    ls.add_argument("kind", nargs="?", choices=["quantizers", "datasets", "models", "attacks"])
     ls.set_defaults(func=cmd_ls)
     return p
 
@@ -98,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # bitsandbytes logs a harmless missing-optional-kernel line on every import on CPU
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -55,6 +55,41 @@ def trim(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], steps: int,
+                batch_size: int, lr: float, weight_decay: float = 0.0, seed: int,
+                timer: StepTimer | None = None,
+                on_step: Callable[[float], None] | None = None,
+                project: Callable[[], None] | None = None) -> list[float]:
+    """AdamW on the model's trainable tensors for ``steps`` seeded batches of ``data``.
+
+    Shared by honest clients and by attacks that keep training (``project`` is called after each
+    step, e.g. to clamp parameters into a box). Returns the per-step losses.
+    """
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout, if configured
+    n = int(data["input_ids"].shape[0])
+    losses: list[float] = []
+    for idx in batch_slices(n, batch_size=batch_size, steps=steps, generator=gen):
+        t0 = time.perf_counter()
+        batch = trim({k: v[idx] for k, v in data.items()})
+        loss = model(**batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if project is not None:
+            with torch.no_grad():
+                project()
+        if timer is not None:
+            timer.seconds += time.perf_counter() - t0
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(losses[-1])
+    return losses
+
+
 def client_update(*, client: int, model: torch.nn.Module, proxy: Mapping[str, torch.Tensor],
                   data: Mapping[str, torch.Tensor], fed: FedConfig, seed: int,
                   timer: StepTimer | None = None,
@@ -72,26 +107,10 @@ def client_update(*, client: int, model: torch.nn.Module, proxy: Mapping[str, to
         on_step: called with the loss after each step (progress display).
     """
     load_state(model, proxy)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=fed.lr, weight_decay=fed.weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout, if configured
     n = int(data["input_ids"].shape[0])
-    losses: list[float] = []
-    for idx in batch_slices(n, batch_size=fed.batch_size,
-                            steps=num_local_steps(fed, num_examples=n), generator=gen):
-        t0 = time.perf_counter()
-        batch = trim({k: v[idx] for k, v in data.items()})
-        loss = model(**batch).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if timer is not None:
-            timer.seconds += time.perf_counter() - t0
-        losses.append(float(loss.detach()))
-        if on_step is not None:
-            on_step(losses[-1])
+    losses = local_train(model=model, data=data, steps=num_local_steps(fed, num_examples=n),
+                         batch_size=fed.batch_size, lr=fed.lr, weight_decay=fed.weight_decay,
+                         seed=seed, timer=timer, on_step=on_step)
     return ClientUpdate(client=client, tensors=trainable_state(model), num_examples=n,
                         train_loss=sum(losses) / len(losses))
 

@@ -1,0 +1,68 @@
+"""The attack plugin interface: a registry, the ``Attack`` base class and its result.
+
+An attack is one file: a class with its own ``Config`` dataclass, registered with
+``@ATTACKS.register("name")``. Third-party packages add attacks through the entry-point group
+``fedlpp.attacks`` (the entry point's module registers them on import).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from attacks.context import Observation
+from fedlpp.registry import Registry
+
+ATTACKS = Registry("attack", group="fedlpp.attacks")
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns; the runner turns it into metrics.
+
+    A model-recovery attack fills ``recovered`` (private tensors of its estimate of the master)
+    and ``round`` (which round's master it estimates; ``num_rounds + 1`` = the final one).
+    A membership attack fills ``scores`` (higher = more likely a member) and ``labels``
+    (1 = member), aligned with ``indices`` (record ids).
+    """
+
+    recovered: dict[str, torch.Tensor] | None = None
+    round: int | None = None
+    scores: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    indices: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Attack(ABC):
+    """Base class of every attack.
+
+    Class attributes:
+        Config: the dataclass of the attack's hyperparameters (validated in ``__post_init__``).
+        kind: ``"recovery"`` or ``"membership"``.
+        summary: one line for ``fedlpp ls attacks``.
+    """
+
+    Config: ClassVar[type]
+    kind: ClassVar[str]
+    summary: ClassVar[str] = ""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @property
+    @abstractmethod
+    def threat_model(self) -> str:
+        """Which party this attack (as configured) plays: outsider, client, colluding, server."""
+
+    def attackers(self) -> tuple[int, ...]:
+        """The clients this attack controls (client / colluding threat models)."""
+        return ()
+
+    @abstractmethod
+    def run(self, obs: Observation) -> AttackResult:
+        """Attack what ``obs`` shows and return the result."""

@@ -1,0 +1,120 @@
+"""Shared shape of membership-inference attacks: pick the target, score its candidates.
+
+Targets: ``central`` (the final central model, threat model ``outsider``), ``proxy`` (the final
+broadcast a client holds, ``client``), ``update`` (one client's last update, i.e. its adapter on
+top of the broadcast it started from, ``server``). Members and non-members come from the run's
+recorded splits, so both are drawn from the same distribution.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from attacks.base import Attack, AttackResult
+from attacks.context import Observation
+from attacks.signals import SampleSignals
+from fedlpp.errors import FedlppError
+
+TARGET_THREAT = {"central": "outsider", "proxy": "client", "update": "server"}
+
+
+@dataclass
+class MembershipConfig:
+    """Options every membership attack has."""
+
+    target: Literal["central", "proxy", "update"] = "central"
+    client: int = 0  # proxy: the attacking client; update: the client whose update is attacked
+    max_records: int = 0  # at most this many members and as many non-members (0 = all), seeded
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGET_THREAT:
+            raise FedlppError(f"Invalid target: {self.target!r} (allowed: central, proxy, update)")
+        if self.client < 0:
+            raise FedlppError(f"Invalid client: {self.client} (allowed: >= 0)")
+        if self.max_records < 0:
+            raise FedlppError(f"Invalid max_records: {self.max_records} (allowed: >= 0, 0 = all)")
+
+
+class MembershipAttack(Attack):
+    """Scores records; subclasses implement :meth:`score` from shared signals."""
+
+    kind = "membership"
+    Config = MembershipConfig
+
+    @property
+    def threat_model(self) -> str:
+        return TARGET_THREAT[self.config.target]
+
+    def attackers(self) -> tuple[int, ...]:
+        return (self.config.client,) if self.config.target == "proxy" else ()
+
+    # --- which records, which model -----------------------------------------------------------
+    def candidates(self, obs: Observation) -> tuple[list[int], list[int]]:
+        """(members, non-members) of the target, from the recorded splits (ground truth)."""
+        splits = obs.ctx.trace.splits
+        c = self.config.client
+        if self.config.target == "update":
+            members, nonmembers = list(splits.members[c]), list(splits.nonmembers[c])
+        else:
+            others = [k for k in range(len(splits.members))
+                      if self.config.target == "central" or k != c]
+            members = [i for k in others for i in splits.members[k]]
+            nonmembers = [i for k in others for i in splits.nonmembers[k]]
+        if self.config.max_records:
+            rng = np.random.default_rng(self.config.seed)
+            cap = self.config.max_records
+            members = sorted(rng.permutation(members)[:cap].tolist())
+            nonmembers = sorted(rng.permutation(nonmembers)[:cap].tolist())
+        if not members or not nonmembers:
+            raise FedlppError(f"Target {self.config.target!r} has {len(members)} members and "
+                              f"{len(nonmembers)} non-members; both must be > 0")
+        return members, nonmembers
+
+    def target_tensors(self, obs: Observation) -> dict[str, torch.Tensor]:
+        """The private tensors of the attacked model (``central`` is black-box: scores only)."""
+        if self.config.target == "central":
+            raise FedlppError("Target 'central' is black-box (threat model outsider): use "
+                              "target_signals, not its weights")
+        if self.config.target == "proxy":
+            return obs.proxy(obs.num_rounds + 1)
+        rnd = self.update_round(obs)
+        return {**obs.proxy(rnd), **obs.update(rnd, self.config.client)}
+
+    def update_round(self, obs: Observation) -> int:
+        """The last round the attacked client took part in."""
+        rounds = [r for r in range(1, obs.num_rounds + 1)
+                  if self.config.client in obs.ctx.trace.participants(r)]
+        if not rounds:
+            raise FedlppError(f"Client {self.config.client} never took part in a round")
+        return rounds[-1]
+
+    def target_signals(self, obs: Observation, indices: list[int]) -> SampleSignals:
+        if self.config.target == "central":
+            return obs.central_signals(indices)
+        return obs.ctx.signals(self.target_tensors(obs), indices)
+
+    def reference_signals(self, obs: Observation, indices: list[int]) -> SampleSignals:
+        """The natural reference model: the public base for ``central`` / ``proxy``; for
+        ``update``, the broadcast the client started from."""
+        if self.config.target == "update":
+            return obs.ctx.signals(obs.proxy(self.update_round(obs)), indices)
+        return obs.ctx.signals(obs.ctx.initial, indices)
+
+    # --- the attack -----------------------------------------------------------------------------
+    def run(self, obs: Observation) -> AttackResult:
+        members, nonmembers = self.candidates(obs)
+        indices = members + nonmembers
+        labels = np.array([1] * len(members) + [0] * len(nonmembers))
+        scores = np.asarray(self.score(self.target_signals(obs, indices), obs=obs,
+                                       indices=indices), dtype=np.float64)
+        return AttackResult(scores=scores, labels=labels, indices=np.array(indices))
+
+    @abstractmethod
+    def score(self, target: SampleSignals, *, obs: Observation, indices: list[int]) -> np.ndarray:
+        """Membership scores (higher = member) of the records ``indices``."""

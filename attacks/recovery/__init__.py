@@ -1,0 +1,1 @@
+"""Model-recovery attacks, one file each."""

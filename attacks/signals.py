@@ -1,0 +1,87 @@
+"""Per-sample signals of one model on a set of records, computed in one forward pass and shared.
+
+Every membership attack reads these instead of running the model itself, so all attacks on one
+target together cost about one scoring pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fedlpp.federation.client import trim
+
+
+@dataclass
+class SampleSignals:
+    """Signals of one model on records ``indices`` (one entry per record).
+
+    For ``lm``, per record: ``token_logprobs`` = log p(x_t | x_<t) of each target token,
+    ``token_mu`` / ``token_sigma`` = mean and std of log p(z) under the model's own next-token
+    distribution at that position (for Min-K%++). For ``cls`` the "tokens" are the one label:
+    log p(y), and mean/std of log p over the classes.
+    """
+
+    indices: np.ndarray
+    token_logprobs: list[np.ndarray]
+    token_mu: list[np.ndarray]
+    token_sigma: list[np.ndarray]
+
+    @property
+    def loss(self) -> np.ndarray:
+        """Per-record mean negative log-likelihood."""
+        return np.array([-float(lp.mean()) if lp.size else 0.0 for lp in self.token_logprobs])
+
+    def subset(self, positions: Sequence[int]) -> SampleSignals:
+        """The signals of the records at ``positions`` (positions into ``indices``)."""
+        pos = list(positions)
+        return SampleSignals(indices=self.indices[pos],
+                             token_logprobs=[self.token_logprobs[i] for i in pos],
+                             token_mu=[self.token_mu[i] for i in pos],
+                             token_sigma=[self.token_sigma[i] for i in pos])
+
+
+@torch.no_grad()
+def compute_signals(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *,
+                    indices: Sequence[int], task: str, batch_size: int) -> SampleSignals:
+    """One forward pass of ``model`` over encoded ``data`` (rows aligned with ``indices``)."""
+    was_training = model.training
+    model.eval()
+    lps, mus, sigmas = [], [], []
+    n = int(data["input_ids"].shape[0])
+    for start in range(0, n, batch_size):
+        batch = trim({k: v[start : start + batch_size] for k, v in data.items()})
+        labels = batch.pop("labels")
+        logp = torch.log_softmax(model(**batch).logits.float(), dim=-1)
+        if task == "lm":
+            logp, labels = logp[:, :-1], labels[:, 1:]
+        else:
+            logp, labels = logp[:, None, :], labels[:, None]
+        p = logp.exp()
+        mu = (p * logp).sum(-1)
+        sigma = ((p * logp.square()).sum(-1) - mu.square()).clamp(min=0).sqrt()
+        valid = labels != -100
+        tok = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+        for row in range(labels.shape[0]):
+            keep = valid[row]
+            lps.append(tok[row][keep].numpy().astype(np.float64))
+            mus.append(mu[row][keep].numpy().astype(np.float64))
+            sigmas.append(sigma[row][keep].numpy().astype(np.float64))
+    model.train(was_training)
+    return SampleSignals(indices=np.asarray(indices), token_logprobs=lps, token_mu=mus,
+                         token_sigma=sigmas)
+
+
+def tensors_key(tensors: Mapping[str, torch.Tensor]) -> str:
+    """A content hash of a model's private tensors: same tensors, same signals."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
