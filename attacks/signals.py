@@ -56,21 +56,25 @@ def compute_signals(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *,
     for start in range(0, n, batch_size):
         batch = trim({k: v[start : start + batch_size] for k, v in data.items()})
         labels = batch.pop("labels")
-        logp = torch.log_softmax(model(**batch).logits.float(), dim=-1)
+        logits = model(**batch).logits
         if task == "lm":
-            logp, labels = logp[:, :-1], labels[:, 1:]
+            logits, labels = logits[:, :-1], labels[:, 1:]
         else:
-            logp, labels = logp[:, None, :], labels[:, None]
-        p = logp.exp()
-        mu = (p * logp).sum(-1)
-        sigma = ((p * logp.square()).sum(-1) - mu.square()).clamp(min=0).sqrt()
+            logits, labels = logits[:, None, :], labels[:, None]
         valid = labels != -100
-        tok = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+        # one record at a time: the (len, vocab) temporaries of a whole batch would cost
+        # several times the logits' memory
         for row in range(labels.shape[0]):
             keep = valid[row]
-            lps.append(tok[row][keep].numpy().astype(np.float64))
-            mus.append(mu[row][keep].numpy().astype(np.float64))
-            sigmas.append(sigma[row][keep].numpy().astype(np.float64))
+            logp = torch.log_softmax(logits[row][keep].float(), dim=-1)
+            p = logp.exp()
+            mu = (p * logp).sum(-1)
+            sigma = ((p * logp.square()).sum(-1) - mu.square()).clamp(min=0).sqrt()
+            tok = logp.gather(-1, labels[row][keep][:, None])[:, 0]
+            lps.append(tok.numpy().astype(np.float64))
+            mus.append(mu.numpy().astype(np.float64))
+            sigmas.append(sigma.numpy().astype(np.float64))
+        del logits
     model.train(was_training)
     return SampleSignals(indices=np.asarray(indices), token_logprobs=lps, token_mu=mus,
                          token_sigma=sigmas)

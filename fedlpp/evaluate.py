@@ -28,10 +28,13 @@ def per_record_losses(model: torch.nn.Module, data: Mapping[str, torch.Tensor], 
         labels = batch.pop("labels")
         logits = model(**batch).logits.float()
         if task == "lm":
-            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
-            nll = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]),
-                                  shift_labels.reshape(-1), ignore_index=-100, reduction="none")
-            nll = nll.view(shift_labels.shape)
+            # shift the labels, not the logits: a sliced copy of a (batch, len, vocab) tensor
+            # would cost as much memory as the logits themselves
+            shift_labels = torch.full_like(labels, -100)
+            shift_labels[:, :-1] = labels[:, 1:]
+            nll = F.cross_entropy(logits.view(-1, logits.shape[-1]), shift_labels.view(-1),
+                                  ignore_index=-100, reduction="none").view(shift_labels.shape)
+            del logits
             valid = shift_labels != -100
             losses.append((nll * valid).sum(dim=1))
             counts.append(valid.sum(dim=1))

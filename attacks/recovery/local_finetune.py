@@ -1,0 +1,86 @@
+"""Keep fine-tuning the last proxy on the attacker's own data: the cheapest active recovery.
+
+Also home of the fine-tuning budget options that ``box-pgd`` shares (:class:`LocalFinetuneConfig`)
+and of :func:`train_from`, which every fine-tuning attack calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from attacks.base import ATTACKS, AttackResult
+from attacks.context import Observation
+from attacks.recovery.base import RecoveryAttack, RecoveryConfig, finetune
+from fedlpp.errors import FedlppError
+from fedlpp.federation.client import num_local_steps
+
+STEPS_MULTIPLE = 4  # default budget: this many times an honest client's steps per round
+
+
+def check_option(ok: bool, *, attack: str, option: str, value: Any, allowed: str) -> None:
+    """One-line FedlppError naming the attack, the option, the bad value and what is allowed."""
+    if not ok:
+        raise FedlppError(f"Invalid option {option}={value!r} for attack '{attack}' (allowed: {allowed})")
+
+
+def is_positive(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """``value`` is a ``kind`` (never a bool) and > 0."""
+    return isinstance(value, kind) and not isinstance(value, bool) and value > 0
+
+
+@dataclass
+class LocalFinetuneConfig(RecoveryConfig):
+    """Fine-tuning budget; None = derived from the run's own ``fed`` settings."""
+
+    attack: ClassVar[str] = "local-finetune"  # named in error messages
+    steps: int | None = None  # None: STEPS_MULTIPLE x the run's local steps per round
+    lr: float | None = None  # None: the run's fed.lr
+    batch_size: int | None = None  # None: the run's fed.batch_size
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        name = self.attack
+        for option, kind, allowed in (("steps", int, "an integer >= 1, or unset"),
+                                      ("lr", (int, float), "a number > 0, or unset"),
+                                      ("batch_size", int, "an integer >= 1, or unset")):
+            value = getattr(self, option)
+            check_option(value is None or is_positive(value, kind), attack=name, option=option,
+                         value=value, allowed=allowed)
+        check_option(isinstance(self.seed, int) and not isinstance(self.seed, bool), attack=name,
+                     option="seed", value=self.seed, allowed="an integer")
+
+
+def train_from(obs: Observation, *, start: dict[str, torch.Tensor], config: LocalFinetuneConfig,
+               project=None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Fine-tune ``start`` on the view's own (pooled) data with ``config``'s budget.
+
+    Returns:
+        All private tensors after training, and the resolved budget (for ``AttackResult.extra``).
+    """
+    fed = obs.ctx.trace.config.fed
+    data = obs.own_data()
+    n = int(data["input_ids"].shape[0])
+    budget = {
+        "steps": config.steps or STEPS_MULTIPLE * num_local_steps(fed, num_examples=n),
+        "lr": float(config.lr or fed.lr),
+        "batch_size": config.batch_size or fed.batch_size,
+    }
+    out = finetune(obs, start=start, data=data, seed=config.seed, project=project, **budget)
+    return out, budget
+
+
+@ATTACKS.register("local-finetune")
+class LocalFinetune(RecoveryAttack):
+    """Start from the last proxy received and keep training it on the attacker's own records."""
+
+    Config = LocalFinetuneConfig
+    summary = "recovery: keep fine-tuning the last proxy on the attacker's own data"
+
+    def run(self, obs: Observation) -> AttackResult:
+        rnd = obs.payload_rounds()[-1]
+        recovered, budget = train_from(obs, start=obs.proxy(rnd), config=self.config)
+        return AttackResult(recovered=recovered, round=rnd, extra=budget)
