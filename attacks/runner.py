@@ -96,10 +96,14 @@ def score_recovery(res: AttackResult, ctx: AttackContext) -> dict[str, Any]:
 
 
 def run_attacks(run_dir: str | Path, *, names: list[str], sets: list[str] = (),
-                resamples: int = 1000, quiet: bool = False) -> list[dict[str, Any]]:
-    """Run the named attacks on ``run_dir``; returns (and writes) one result dict per attack."""
+                resamples: int = 1000, quiet: bool = False,
+                ctx: AttackContext | None = None) -> list[dict[str, Any]]:
+    """Run the named attacks on ``run_dir``; returns (and writes) one result dict per attack.
+
+    ``ctx`` reuses an already loaded run (model, data, signal cache).
+    """
     chosen = build_attacks(list(names), list(sets))  # config errors before any loading
-    ctx = AttackContext(run_dir)
+    ctx = ctx or AttackContext(run_dir)
     out_dir = Path(run_dir) / "attacks"
     results = []
     for attack in tqdm(chosen, disable=quiet, desc="attacks", unit="attack"):

@@ -115,6 +115,32 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.matrix import SUITES_DIR, load_suite
+
+    if args.bench_command == "ls":
+        for path in sorted(SUITES_DIR.glob("*.toml")):
+            suite = load_suite(path)
+            print(f"{suite.name:<10} {len(suite.cells):>4} cells  {suite.description}")
+        return 0
+    from benchmarks.report import build_report
+
+    if args.bench_command == "report":
+        print(f"wrote {build_report(Path(args.dir))}")
+        return 0
+    from benchmarks.runner import run_suite
+
+    suite = load_suite(args.suite, args.set)  # every cell validated before any runs
+    out = Path(args.out or f"runs/bench-{suite.name}")
+    results = run_suite(suite, out=out, jobs=args.jobs, quiet=args.quiet,
+                        keep_runs=args.keep_runs)
+    failed = [r["id"] for r in results if r["status"] != "ok"]
+    sets = "".join(f" --set {s}" for s in args.set)
+    print(f"wrote {build_report(out, command=f'fedlpp bench run {args.suite}{sets} --out {out}')}")
+    print(f"{len(results) - len(failed)} cells ok, {len(failed)} failed")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fedlpp", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -135,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for CIs")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_attack)
+    b = sub.add_parser("bench", help="run a benchmark suite and build its report")
+    bsub = b.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    br = bsub.add_parser("run", help="run (or resume) a suite's cells, then build the report")
+    br.add_argument("suite", help="a suite TOML file or a shipped suite name (fedlpp bench ls)")
+    br.add_argument("--out", help="result directory (default runs/bench-<suite>)")
+    br.add_argument("--jobs", type=int, default=1, help="cells run in parallel")
+    br.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a run-config key in every cell")
+    br.add_argument("--keep-runs", action="store_true", help="keep each cell's run trace")
+    br.add_argument("--quiet", action="store_true", help="no progress bar")
+    brep = bsub.add_parser("report", help="build report.md, summary.csv and plots from cells")
+    brep.add_argument("dir", help="a directory written by `fedlpp bench run`")
+    bsub.add_parser("ls", help="list the shipped suites")
+    b.set_defaults(func=cmd_bench)
     ls = sub.add_parser("ls", help="list registered plugins")
     ls.add_argument("kind", nargs="?", choices=["quantizers", "datasets", "models", "attacks"])
     ls.set_defaults(func=cmd_ls)

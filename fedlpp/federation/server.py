@@ -43,8 +43,12 @@ def evaluate_with(ctx: RunContext, tensors: dict[str, torch.Tensor]) -> dict[str
                    batch_size=ctx.cfg.eval.batch_size)
 
 
-def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False) -> dict[str, Any]:
-    """Run FedLPP as configured, write ``out/result.json`` and the trace, return the result."""
+def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False,
+                   echo: bool = True) -> dict[str, Any]:
+    """Run FedLPP as configured, write ``out/result.json`` and the trace, return the result.
+
+    ``quiet`` hides the progress bar; ``echo`` prints one line per round.
+    """
     t_start = time.perf_counter()
     ctx = prepare_run(cfg)
     fed, model = cfg.fed, ctx.bundle.model
@@ -126,7 +130,8 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False) -> dict[st
         rounds.append(row)
         timing.append({"round_s": time.perf_counter() - t_round, "train_s": timer.seconds,
                        "eval_s": eval_s})
-        _print_round(row, task=ctx.dataset.task, write=bar.write if not quiet else print)
+        if echo:
+            _print_round(row, task=ctx.dataset.task, write=bar.write if not quiet else print)
     bar.close()
 
     # --- final: the last master, its broadcast (what a client would hold), the base ---

@@ -1,0 +1,74 @@
+"""One cell of a suite: train, attack, measure gradient fidelity -> one JSON, written atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from benchmarks.matrix import Cell
+from fedlpp.federation.trace import atomic_write_json
+from fedlpp.meta import provenance
+
+
+def cell_path(out: Path, cell_id: str) -> Path:
+    return out / "cells" / f"{cell_id}.json"
+
+
+def _fidelity(ctx) -> float:
+    """Gradient fidelity of the final broadcast vs the final master, on test records."""
+    from fedlpp.evaluate import gradient_fidelity
+
+    trace = ctx.trace
+    central = {**ctx.private_base, **trace.master(trace.num_rounds + 1)}
+    proxy = ctx.dequantize(trace.payload(trace.num_rounds + 1))
+    return gradient_fidelity(ctx.model, central=central, proxy=proxy, data=ctx.run.test_data,
+                             batch_size=trace.config.fed.batch_size)
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    rounds = result["rounds"]
+    return {
+        "final": result["final"],
+        "comm": {**result["comm"],
+                 "bytes_down_per_round": result["comm"]["bytes_down_total"] / len(rounds),
+                 "bytes_up_per_round": result["comm"]["bytes_up_total"] / len(rounds),
+                 "bytes_down_per_client": rounds[-1]["bytes_down_per_client"]},
+        "rounds": [{k: r.get(k) for k in ("round", "central", "proxy", "train_loss")}
+                   for r in rounds],
+    }
+
+
+def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False) -> dict[str, Any]:
+    """Run ``cell`` and write ``out/cells/<id>.json``; a failure is recorded, never raised."""
+    from attacks.context import AttackContext
+    from attacks.runner import run_attacks
+    from fedlpp.federation.server import run_federation
+
+    t0 = time.perf_counter()
+    run_dir = out / "runs" / cell.id
+    record: dict[str, Any] = {"id": cell.id, "labels": cell.labels,
+                              "config": cell.config.to_dict(),
+                              "attack_plan": dataclasses.asdict(cell.attacks)}
+    try:
+        if run_dir.exists():  # a run killed half-way: start it again from scratch
+            shutil.rmtree(run_dir)
+        result = run_federation(cell.config, out=run_dir, quiet=True, echo=False)
+        ctx = AttackContext(run_dir)
+        attacks = run_attacks(run_dir, names=cell.attacks.names, sets=cell.attacks.set,
+                              resamples=cell.attacks.resamples, quiet=True, ctx=ctx)
+        record.update(status="ok", train=_summary(result), fidelity=_fidelity(ctx),
+                      attacks=[{k: a.get(k) for k in ("attack", "kind", "threat_model", "config",
+                                                      "status", "metrics", "error")}
+                               for a in attacks])
+    except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and the suite goes on
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc(limit=8))
+    record["meta"] = {**provenance(), "seconds": time.perf_counter() - t0}
+    atomic_write_json(cell_path(out, cell.id), record)
+    if not keep_runs and run_dir.exists():
+        shutil.rmtree(run_dir)  # traces are large; the cell JSON holds what the report needs
+    return record

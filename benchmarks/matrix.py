@@ -1,0 +1,168 @@
+"""A suite file -> the cells of its matrix, each with a stable id (hash of its resolved config).
+
+Suite format (TOML)::
+
+    [suite]
+    name = "quick"
+    description = "..."
+    [base]                      # run-config keys every cell shares (same layout as a run config)
+    model.name = "smollm2-135m"
+    [grid]                      # key -> list of values; the cells are the cartesian product
+    seed = [0, 1]
+    quant = [{name = "nf", bits = 2}, {name = "none", bits = 32}]   # a table sets several keys
+    setting = [{label = "fedlpp"}, {label = "central", "fed.num_clients" = 1}]
+    [attacks]
+    names = ["as-is", "loss"]   # run on every cell ("all" = every registered attack)
+    set = ["max_records=64"]    # attack options, as `fedlpp attack --set`
+    resamples = 200
+
+A grid value that is a table sets each of its keys (dotted keys are relative to the grid key's
+section, or absolute when they contain a dot); a ``label`` key only names the variant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedlpp.config import RunConfig, from_dict, merge, parse_set
+from fedlpp.errors import FedlppError
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+
+
+@dataclass
+class AttackPlan:
+    names: list[str] = field(default_factory=list)
+    set: list[str] = field(default_factory=list)
+    resamples: int = 200
+
+
+@dataclass
+class Cell:
+    """One point of the matrix: a resolved run config, the attacks to run, and its labels."""
+
+    id: str
+    config: RunConfig
+    attacks: AttackPlan
+    labels: dict[str, Any]  # the grid choices that made this cell (for the report)
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    path: Path
+    cells: list[Cell]
+    grid_keys: list[str]
+
+
+def find_suite(name_or_path: str) -> Path:
+    """A suite file by path, or by name among the shipped suites."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = SUITES_DIR / f"{name_or_path.removesuffix('.toml')}.toml"
+    if shipped.is_file():
+        return shipped
+    names = sorted(f.stem for f in SUITES_DIR.glob("*.toml"))
+    raise FedlppError(f"Suite not found: {name_or_path!r} (a TOML file, or one of: {', '.join(names)})")
+
+
+def _choice_items(key: str, value: Any) -> tuple[list[tuple[list[str], Any]], str]:
+    """The (config path, value) pairs one grid choice sets, and its label."""
+    if not isinstance(value, dict):
+        return [(key.split("."), value)], str(value)
+    items, label = [], None
+    for sub, v in value.items():
+        if sub == "label":
+            label = str(v)
+            continue
+        path = sub.split(".") if "." in sub else [*key.split("."), sub]
+        if key == "setting" and "." not in sub:
+            raise FedlppError(f"grid 'setting' keys must be full config keys, got {sub!r}")
+        items.append((path, v))
+    if label is None:
+        label = ",".join(f"{k}={v}" for k, v in value.items())
+    return items, label
+
+
+def _check_names(config: RunConfig, *, where: str) -> None:
+    """Cheap checks that need no model: plugin names and quantizer options."""
+    from fedlpp.data import DATASETS
+    from fedlpp.federation.setup import quantizer_from
+    from fedlpp.models import MODELS
+
+    try:
+        DATASETS.get(config.data.name)
+        MODELS.get(config.model.name)
+        quantizer_from(config.quant)
+        quantizer_from(config.quant, upload=True)
+    except FedlppError as exc:
+        raise FedlppError(f"{exc} (cell {where or 'base'})") from None
+
+
+def cell_id(config: RunConfig, attacks: AttackPlan) -> str:
+    """Stable id: the hash of the resolved config and attack plan."""
+    blob = json.dumps({"config": config.to_dict(), "attacks": dataclasses.asdict(attacks)},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Suite:
+    """Parse and fully validate a suite: every cell's config is resolved before anything runs."""
+    path = find_suite(str(path))
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise FedlppError(f"Suite {str(path)!r} is not valid TOML: {exc}") from None
+    unknown = set(raw) - {"suite", "base", "grid", "attacks"}
+    if unknown:
+        raise FedlppError(f"Unknown suite section(s) {sorted(unknown)} in {path.name} "
+                          "(allowed: suite, base, grid, attacks)")
+    meta = raw.get("suite", {})
+    base = raw.get("base", {})
+    for item in overrides:
+        key, value = parse_set(item)
+        merge(base, key, value)
+    grid = raw.get("grid", {})
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise FedlppError(f"Suite grid key '{key}' must be a non-empty list, got {values!r}")
+    try:
+        plan = AttackPlan(**raw.get("attacks", {}))
+    except TypeError as exc:
+        raise FedlppError(f"Invalid [attacks] section in {path.name}: {exc}") from None
+    if plan.names:
+        from attacks.runner import build_attacks
+
+        build_attacks(plan.names, plan.set)  # unknown attack / option: fail before any cell
+    cells = []
+    for combo in itertools.product(*[[(k, v) for v in vs] for k, vs in grid.items()]):
+        values = json.loads(json.dumps(base))  # deep copy
+        labels = {}
+        for key, value in combo:
+            items, labels[key] = _choice_items(key, value)
+            for p, v in items:
+                merge(values, p, v)
+        try:
+            config = from_dict(RunConfig, values)
+        except FedlppError as exc:
+            where = ", ".join(f"{k}={v}" for k, v in labels.items())
+            raise FedlppError(f"{exc} (suite {path.name}, cell {where or 'base'})") from None
+        _check_names(config, where=", ".join(f"{k}={v}" for k, v in labels.items()))
+        cells.append(Cell(id=cell_id(config, plan), config=config, attacks=plan, labels=labels))
+    if not cells:
+        raise FedlppError(f"Suite {path.name} has an empty grid")
+    ids = [c.id for c in cells]
+    if len(set(ids)) != len(ids):
+        raise FedlppError(f"Suite {path.name} has duplicate cells (two grid points resolve to "
+                          "the same config)")
+    return Suite(name=meta.get("name", path.stem), description=meta.get("description", ""),
+                 path=path, cells=cells, grid_keys=list(grid))

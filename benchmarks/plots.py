@@ -1,0 +1,127 @@
+"""PNG plots for a suite report: utility and leakage vs bits, ROC curves, privacy-utility."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+TARGETS = ("central", "proxy", "update")
+
+
+def _order(label: str) -> float:
+    return 32.0 if label == "fp32" else float(label.rsplit("-", 1)[1])
+
+
+def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows of one dataset split into lines: same grid choices except ``quant``."""
+    lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        name = ", ".join(f"{v}" for k, v in r["group"].items() if k != "quant") or "all"
+        lines[name].append(r)
+    return {k: sorted(v, key=lambda r: _order(r["bits"])) for k, v in lines.items()}
+
+
+def _errorbar(ax, rs, col: str, **kw) -> None:
+    xs = [_order(r["bits"]) for r in rs]
+    ys = [r[col][0] for r in rs]
+    es = [r[col][1] or 0.0 for r in rs]
+    ax.errorbar(xs, ys, yerr=es, capsize=3, marker="o", **kw)
+
+
+def utility_vs_bits(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    paths = []
+    by_data: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_data[r["data"]].append(r)
+    for data, rs in by_data.items():
+        fig, (ax_u, ax_l) = plt.subplots(1, 2, figsize=(12, 4.5))
+        for i, (name, line) in enumerate(_series(rs).items()):
+            color = f"C{i}"
+            _errorbar(ax_u, line, "central", color=color, label=f"central ({name})")
+            _errorbar(ax_u, line, "proxy", color=color, linestyle="--", label=f"proxy ({name})")
+            if any(r["best_attack"] != "–" for r in line):
+                _errorbar(ax_u, line, "recovered", color=color, linestyle=":",
+                          label=f"best recovery ({name})")
+            for j, t in enumerate(TARGETS):
+                if any(r[f"auc_{t}"][0] == r[f"auc_{t}"][0] for r in line):  # not all NaN
+                    _errorbar(ax_l, line, f"auc_{t}", color=color,
+                              linestyle=["-", "--", ":"][j], label=f"MIA AUC {t} ({name})")
+        metric = rs[0]["metric"]
+        ax_u.set(xscale="log", xlabel="broadcast bits (32 = fp32)", ylabel=metric,
+                 title=f"{data}: utility vs bits")
+        if metric == "perplexity":
+            ax_u.set_yscale("log")
+        ax_l.set(xscale="log", xlabel="broadcast bits (32 = fp32)", ylabel="best MIA AUC",
+                 title=f"{data}: membership leakage vs bits")
+        for ax in (ax_u, ax_l):
+            ax.set_xticks([1, 2, 3, 4, 8, 32], ["1", "2", "3", "4", "8", "32"])
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out / f"utility_vs_bits_{data}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def roc_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Per membership attack: ROC on log axes, one panel per target, a line per bit width
+    (the first seed of each)."""
+    curves: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for cell in cells:
+        q = cell["config"]["quant"]
+        label = "fp32" if q["name"] == "none" else f"{q['name']}-{q['bits']}"
+        for a in cell["attacks"]:
+            if a["kind"] != "membership" or a["status"] != "ok":
+                continue
+            key = f"{label} {a['config']['target']}"
+            curves[a["attack"]].setdefault(key, a["metrics"]["roc"])
+    paths = []
+    for attack, by in curves.items():
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+        for ax, target in zip(axes, TARGETS, strict=True):
+            for key, roc in sorted(by.items(), key=lambda kv: _order(kv[0].split()[0])):
+                if key.endswith(target):
+                    ax.plot(roc["fpr"], roc["tpr"], label=key.split()[0])
+            ax.plot([1e-4, 1], [1e-4, 1], color="grey", linewidth=0.8)
+            ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="FPR",
+                   ylabel="TPR", title=f"{attack} on {target}")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"roc_{attack}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def privacy_utility(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    pts = [r for r in rows if r["best_attack"] != "–"]
+    if not pts:
+        return []
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r in pts:
+        ax.scatter(r["central"][0], r["recovered_gain"][0], s=40)
+        ax.annotate(r["bits"], (r["central"][0], r["recovered_gain"][0]), fontsize=7)
+    ax.set(xlabel=f"central utility ({pts[0]['metric']})",
+           ylabel="best recovered_gain (model leakage)", title="privacy vs utility")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "privacy_utility.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def write_plots(rows: list[dict[str, Any]], cells: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Every plot of the report; returns their paths."""
+    return [*utility_vs_bits(rows, out), *roc_curves(cells, out), *privacy_utility(rows, out)]
