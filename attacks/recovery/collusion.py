@@ -20,6 +20,7 @@ from attacks.recovery.base import RecoveryAttack, RecoveryConfig
 from attacks.recovery.box_pgd import BoxPGD
 from attacks.recovery.local_finetune import LocalFinetune, check_option
 from attacks.recovery.trajectory import Trajectory
+from fedlpp.errors import FedlppError
 from fedlpp.registry import make_config
 
 STRATEGIES = {cls.registered_name: cls for cls in (LocalFinetune, BoxPGD, Trajectory)}
@@ -46,14 +47,17 @@ class CollusionConfig(RecoveryConfig):
         check_option(isinstance(self.options, dict) and "client" not in self.options,
                      attack="collusion", option="options", value=self.options,
                      allowed=f"a table of options of '{self.strategy}' other than client")
-        self.base_config()  # the strategy's own checks, now rather than at run time
+        try:  # the strategy's own checks, now rather than at run time
+            self.base_config()
+        except FedlppError as exc:
+            raise FedlppError(f"Invalid options for attack 'collusion': {exc}") from None
 
     def base_config(self) -> RecoveryConfig:
         """The strategy's config built from ``options`` (its ``client`` is unused: the pooled
         view decides whose updates and data it sees)."""
         cls = STRATEGIES[self.strategy]
         return make_config(cls.Config, dict(self.options),
-                           where=f"strategy '{self.strategy}' of attack 'collusion'")
+                           where=f"strategy '{self.strategy}'")
 
 
 @ATTACKS.register("collusion")

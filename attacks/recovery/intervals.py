@@ -28,9 +28,8 @@ def payload_boxes(packed: Mapping[str, PackedTensor]) -> dict[str, Box]:
         try:
             boxes[name] = quantizer_for(p).interval(p)
         except NotImplementedError as exc:
-            raise FedlppError(f"Quantizer '{p.quantizer}' gives no value intervals, which this "
-                              f"attack needs (use nf, uniform, stochastic, bnb-nf4/fp4 or none): "
-                              f"{exc}") from None
+            raise FedlppError(f"This attack needs the value intervals of the payload, and "
+                              f"quantizer '{p.quantizer}' gives none: {exc}") from None
     return boxes
 
 

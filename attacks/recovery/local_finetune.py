@@ -6,6 +6,7 @@ and of :func:`train_from`, which every fine-tuning attack calls.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -55,7 +56,7 @@ class LocalFinetuneConfig(RecoveryConfig):
 
 
 def train_from(obs: Observation, *, start: dict[str, torch.Tensor], config: LocalFinetuneConfig,
-               project=None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+               project: Callable[[], None] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Fine-tune ``start`` on the view's own (pooled) data with ``config``'s budget.
 
     Returns:

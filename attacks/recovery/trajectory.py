@@ -48,7 +48,7 @@ class TrajectoryConfig(RecoveryConfig):
                          allowed=", ".join(allowed))
 
 
-def movement(obs: Observation, rnd: int, proxy: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def own_movement(obs: Observation, rnd: int, proxy: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Estimated change of the master in round ``rnd`` from the view's own updates of that round."""
     fed = obs.ctx.trace.config.fed
     mine = [c for c in obs.clients if c in obs.ctx.trace.participants(rnd)]
@@ -74,7 +74,7 @@ def trajectory(obs: Observation, *, config: TrajectoryConfig) -> AttackResult:
         if point == "auto":
             point = "midpoint" if quantizer_for(next(iter(packed.values()))).deterministic else "mean"
         if rnd < last and config.movement == "own":  # m_last = m_rnd + movements of rnd..last-1
-            for name, delta in movement(obs, rnd, proxy).items():
+            for name, delta in own_movement(obs, rnd, proxy).items():
                 moved_by[name] = moved_by[name] + delta if name in moved_by else delta
         for name, box in payload_boxes(packed).items():
             by = moved_by[name] if name in moved_by else torch.zeros(())
@@ -93,7 +93,7 @@ def trajectory(obs: Observation, *, config: TrajectoryConfig) -> AttackResult:
     numel = sum(d.numel() for d in dropped.values())
     extra = {"rounds_used": len(rounds), "point": point,
              "conflict_fraction": sum(float((d > 0).sum()) for d in dropped.values()) / numel,
-             "box_width": float(sum((b[1] - b[0]).abs().sum() for b in boxes.values()) / numel)}
+             "mean_box_width": float(sum((b[1] - b[0]).abs().sum() for b in boxes.values()) / numel)}
     return AttackResult(recovered=recovered, round=last, extra=extra)
 
 
