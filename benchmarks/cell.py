@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks.matrix import Cell
+from benchmarks.matrix import AttackPlan, Cell
 from fedlpp.federation.trace import atomic_write_json
 from fedlpp.meta import provenance
 
@@ -42,6 +42,30 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def attack_batches(plan: AttackPlan) -> list[tuple[list[str], list[str]]]:
+    """(names, --set options) per call: recovery attacks once, membership ones per target."""
+    from attacks.base import ATTACKS
+    from attacks.runner import load_builtin
+
+    load_builtin()
+    names = ATTACKS.names() if "all" in plan.names else plan.names
+    recovery = [n for n in names if ATTACKS.get(n).kind == "recovery"]
+    membership = [n for n in names if ATTACKS.get(n).kind == "membership"]
+
+
+    def applicable(group: list[str]) -> list[str]:
+        # the suite was validated with every option against every attack; here each batch gets
+        # the options some attack of it has (plain key) or that name one of its attacks
+        keys = {f.name for n in group for f in dataclasses.fields(ATTACKS.get(n).Config)}
+        return [s for s in plan.set
+                if s.split("=", 1)[0] in keys or s.split(".", 1)[0] in group]
+
+    batches = [(recovery, applicable(recovery))] if recovery else []
+    batches += [(membership, [*applicable(membership), f"target={t}"])
+                for t in plan.targets if membership]
+    return batches
+
+
 def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False) -> dict[str, Any]:
     """Run ``cell`` and write ``out/cells/<id>.json``; a failure is recorded, never raised."""
     from attacks.context import AttackContext
@@ -58,12 +82,14 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False) -> dict[str, Any
             shutil.rmtree(run_dir)
         result = run_federation(cell.config, out=run_dir, quiet=True, echo=False)
         ctx = AttackContext(run_dir)
-        attacks = run_attacks(run_dir, names=cell.attacks.names, sets=cell.attacks.set,
-                              resamples=cell.attacks.resamples, quiet=True, ctx=ctx)
+        attacks = []
+        for names, sets in attack_batches(cell.attacks):
+            attacks += run_attacks(run_dir, names=names, sets=sets,
+                                   resamples=cell.attacks.resamples, quiet=True, ctx=ctx)
         record.update(status="ok", train=_summary(result), fidelity=_fidelity(ctx),
-                      attacks=[{k: a.get(k) for k in ("attack", "kind", "threat_model", "config",
-                                                      "status", "metrics", "error")}
-                               for a in attacks])
+                      attacks=[{**{k: a.get(k) for k in ("attack", "kind", "threat_model",
+                                                         "config", "status", "metrics", "error")},
+                                "seconds": a["meta"]["seconds"]} for a in attacks])
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and the suite goes on
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))

@@ -14,6 +14,7 @@ Suite format (TOML)::
     [attacks]
     names = ["as-is", "loss"]   # run on every cell ("all" = every registered attack)
     set = ["max_records=64"]    # attack options, as `fedlpp attack --set`
+    targets = ["central", "proxy", "update"]   # membership targets
     resamples = 200
 
 A grid value that is a table sets each of its keys (dotted keys are relative to the grid key's
@@ -39,8 +40,11 @@ SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
 @dataclass
 class AttackPlan:
+    """The attacks run on every cell; membership attacks run once per target in ``targets``."""
+
     names: list[str] = field(default_factory=list)
     set: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=lambda: ["central", "proxy", "update"])
     resamples: int = 200
 
 
@@ -75,10 +79,10 @@ def find_suite(name_or_path: str) -> Path:
     raise FedlppError(f"Suite not found: {name_or_path!r} (a TOML file, or one of: {', '.join(names)})")
 
 
-def _choice_items(key: str, value: Any) -> tuple[list[tuple[list[str], Any]], str]:
+def _choice_items(key: str, value: Any) -> tuple[list[tuple[list[str], Any]], Any]:
     """The (config path, value) pairs one grid choice sets, and its label."""
     if not isinstance(value, dict):
-        return [(key.split("."), value)], str(value)
+        return [(key.split("."), value)], value
     items, label = [], None
     for sub, v in value.items():
         if sub == "label":
@@ -139,6 +143,10 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         plan = AttackPlan(**raw.get("attacks", {}))
     except TypeError as exc:
         raise FedlppError(f"Invalid [attacks] section in {path.name}: {exc}") from None
+    bad = [t for t in plan.targets if t not in ("central", "proxy", "update")]
+    if bad:
+        raise FedlppError(f"Invalid [attacks] targets {bad} in {path.name} "
+                          "(allowed: central, proxy, update)")
     if plan.names:
         from attacks.runner import build_attacks
 

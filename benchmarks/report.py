@@ -189,12 +189,11 @@ def build_report(out: Path, *, command: str | None = None) -> Path:
     plots = write_plots(rows, ok, out)
     shas = sorted({c["meta"]["git_sha"] or "unknown" for c in cells})
     dirty = any(c["meta"]["git_dirty"] for c in cells)
-    seconds = sum(c["meta"]["seconds"] for c in cells)
     lines = [f"# {suite['name']} suite", "", suite["description"], "",
              f"Regenerate: `{command or 'fedlpp bench run ' + suite['file']}` then "
              f"`fedlpp bench report DIR`.", "",
              f"{len(ok)} of {len(suite['cells'])} cells ok, {len(failed)} failed, "
-             f"{len(suite['cells']) - len(cells)} not run; {seconds / 60:.1f} cell-minutes. "
+             f"{len(suite['cells']) - len(cells)} not run. "
              f"Code: {', '.join(s[:10] for s in shas)}{' (uncommitted changes)' if dirty else ''}. "
              "Each cell's resolved config and provenance are in `cells/<id>.json`.", "",
              "Columns: central = the server's full-precision master; proxy = the final broadcast "

@@ -1,0 +1,147 @@
+"""The benchmark harness: matrix expansion, validation, resume after SIGKILL, reports."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.matrix import load_suite
+from benchmarks.report import build_report
+from benchmarks.runner import run_suite
+from fedlpp.cli import main
+from fedlpp.errors import FedlppError
+
+SUITE = Path(__file__).parent / "data" / "tiny_suite.toml"
+
+
+def test_matrix_expands_the_grid_with_stable_ids():
+    suite = load_suite(SUITE)
+    assert len(suite.cells) == 4
+    assert [c.labels for c in suite.cells][:2] == [{"quant": "nf-2", "seed": 0},
+                                                  {"quant": "nf-2", "seed": 1}]
+    assert suite.cells[2].config.quant.name == "none" and suite.cells[2].config.quant.bits == 32
+    assert [c.id for c in load_suite(SUITE).cells] == [c.id for c in suite.cells]
+    assert len({c.id for c in suite.cells}) == 4
+    other = load_suite(SUITE, ["fed.rounds=3"])
+    assert not {c.id for c in other.cells} & {c.id for c in suite.cells}
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (("[grid]", "[grid]\nbogus.key = [1]"), ["bogus"]),
+        (("seed = [0, 1]", "seed = []"), ["seed", "non-empty"]),
+        (("bits = 2 }", "bits = 12 }"), ["quant.bits", "12"]),
+        (('names = ["as-is", "loss"]', 'names = ["as-is", "los"]'), ["Unknown attack 'los'"]),
+        (('set = ["max_records=16"]', 'set = ["max_recs=16"]'), ["max_recs"]),
+        (("[attacks]", "[attackz]"), ["attackz"]),
+        (('targets = ["central", "update"]', 'targets = ["server"]'), ["server"]),
+    ],
+)
+def test_bad_suites_fail_before_any_cell_with_one_line(tmp_path, capsys, edit, words):
+    text = SUITE.read_text().replace(*edit)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(FedlppError):
+        load_suite(bad)
+    assert main(["bench", "run", str(bad), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    for w in words:
+        assert w in err, (w, err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_suite_name(capsys):
+    assert main(["bench", "run", "nosuchsuite", "--quiet"]) == 2
+    assert "quick" in capsys.readouterr().err
+
+
+def _numbers(out: Path) -> dict:
+    cells = {}
+    for f in sorted((out / "cells").glob("*.json")):
+        c = json.loads(f.read_text())
+        cells[c["id"]] = {"train": c["train"], "fidelity": c["fidelity"],
+                          "attacks": [{k: a[k] for k in ("attack", "config", "metrics")}
+                                      for a in c["attacks"]]}
+    return cells
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The whole tiny suite, uninterrupted, one job."""
+    out = tmp_path_factory.mktemp("reference")
+    run_suite(load_suite(SUITE), out=out, jobs=1, quiet=True)
+    build_report(out, command="x")
+    return out
+
+
+def test_kill_and_resume_gives_the_uninterrupted_report(tmp_path, reference):
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "fedlpp.cli", "bench", "run", str(SUITE),
+                             "--out", str(killed), "--quiet"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((killed / "cells").glob("*.json")):
+        time.sleep(0.2)
+    time.sleep(1.0)  # now somewhere inside the next cell
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((killed / "cells").glob("*.json")))
+    assert 1 <= done_before < 4
+    for partial in (killed / "cells").glob(".*"):
+        partial.unlink()  # a temp file the kill left behind is never read as a result
+    results = run_suite(load_suite(SUITE), out=killed, jobs=1, quiet=True)
+    assert len(results) == 4 and all(r["status"] == "ok" for r in results)
+    build_report(killed, command="x")
+    assert _numbers(killed) == _numbers(reference)
+    assert (killed / "report.md").read_text() == (reference / "report.md").read_text()
+    assert (killed / "summary.csv").read_text() == (reference / "summary.csv").read_text()
+
+
+def test_two_jobs_give_the_same_numbers_and_resume_skips_finished_cells(tmp_path, reference):
+    two = tmp_path / "two"
+    run_suite(load_suite(SUITE), out=two, jobs=2, quiet=True)
+    assert _numbers(two) == _numbers(reference)
+    # resume: nothing left to run, nothing changes
+    before = {f.name: f.stat().st_mtime_ns for f in (two / "cells").glob("*.json")}
+    run_suite(load_suite(SUITE), out=two, jobs=1, quiet=True)
+    assert before == {f.name: f.stat().st_mtime_ns for f in (two / "cells").glob("*.json")}
+
+
+def test_a_failing_cell_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    import fedlpp.federation.server as server
+
+    real = server.run_federation
+
+    def flaky(cfg, **kw):
+        if cfg.quant.name == "none":
+            raise RuntimeError("disk on fire")
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(server, "run_federation", flaky)
+    results = run_suite(load_suite(SUITE), out=tmp_path, jobs=1, quiet=True)
+    status = sorted(r["status"] for r in results)
+    assert status == ["failed", "failed", "ok", "ok"]
+    assert all("disk on fire" in r["error"] for r in results if r["status"] == "failed")
+    report = build_report(tmp_path).read_text()
+    assert "## Failed cells" in report and "disk on fire" in report
+
+
+def test_report_tables_claims_and_plots(reference):
+    tmp_path = reference
+    report = build_report(tmp_path, command="fedlpp bench run tiny").read_text()
+    assert "Regenerate: `fedlpp bench run tiny`" in report
+    assert "2 clients, 2 rounds x 2 local steps" in report
+    assert "(c) downlink far below fp32: **held**" in report
+    assert "| nf-2, " not in report  # variants are named by their labels
+    csv = (tmp_path / "summary.csv").read_text().splitlines()
+    assert len(csv) == 3 and csv[0].startswith("model,data,scope")
+    for png in ("utility_vs_bits_kjv-lm.png", "roc_loss.png", "privacy_utility.png"):
+        assert (tmp_path / png).stat().st_size > 1000
