@@ -1,13 +1,14 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11+, pip, registry access):
-#   make run    installs into .venv and runs the default FedLPP federation (real model + real text)
+#   make run    installs into .venv and runs the quick benchmark suite -> runs/quick/report.md
 #   make test   installs into .venv and runs the test suite (slow tests: make test-slow)
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 RUN_OUT ?= runs/default-$(shell date +%Y%m%d-%H%M%S)
+JOBS    ?= 2
 
-.PHONY: install run test test-slow lint bench clean
+.PHONY: install run train paper test test-slow lint bench clean
 
 $(STAMP): pyproject.toml examples/fedlpp-example-attack/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,7 +23,13 @@ $(STAMP): pyproject.toml examples/fedlpp-example-attack/pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/fedlpp bench run quick --jobs $(JOBS) --out runs/quick
+
+train: $(STAMP)
 	$(BIN)/fedlpp train --config configs/default.toml --out $(RUN_OUT)
+
+paper: $(STAMP)
+	$(BIN)/fedlpp bench run paper --jobs $(JOBS) --out runs/paper
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -36,6 +43,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quant.py
 	$(BIN)/python benchmarks/bench_round.py
+	$(BIN)/python benchmarks/bench_attacks.py
 
 clean:
 	rm -rf $(VENV) .tox runs

@@ -8,9 +8,10 @@ its threat model, or that the trace did not record, is a one-line FedlppError.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,7 +20,7 @@ from fedlpp.errors import FedlppError
 from fedlpp.evaluate import utility
 from fedlpp.federation.setup import RunContext, prepare_run
 from fedlpp.federation.trace import TraceReader
-from fedlpp.models import load_state, trainable_state
+from fedlpp.models import load_state
 from fedlpp.quant import quantizer_for
 
 THREAT_MODELS = ("outsider", "client", "colluding", "server")
@@ -28,19 +29,22 @@ THREAT_MODELS = ("outsider", "client", "colluding", "server")
 class AttackContext:
     """A finished run, loaded once for every attack on it."""
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, *, run: RunContext | None = None) -> None:
+        """Load the run in ``run_dir``; ``run`` reuses the prepared run that produced it."""
         self.trace = TraceReader(run_dir)
-        self.run: RunContext = prepare_run(self.trace.config)
+        self.run: RunContext = run or prepare_run(self.trace.config)
         if self.run.splits.fingerprint != self.trace.splits.fingerprint:
             raise FedlppError(f"The data of run {str(run_dir)!r} no longer matches its trace "
                               "(dataset fingerprint differs): were the data files changed?")
         self.task = self.run.dataset.task
-        # the model before any fine-tuning (seeded LoRA init), rebuilt, so no trace is needed
-        self.initial = trainable_state(self.model)
+        # the model before any fine-tuning (the seeded LoRA init), so no trace is needed
+        self.initial = self.run.initial
         # scope "full": the master's private base weights, completed into every model loaded
         self.private_base = self.trace.private_base()
         self._signals: dict[tuple[str, str], SampleSignals] = {}
         self._encoded: dict[str, dict[str, torch.Tensor]] = {}
+        # attacks' shared work beyond signals (LiRA's shadow models), keyed by its maker
+        self.cache: dict[Hashable, Any] = {}
 
     # --- models -------------------------------------------------------------------------------
     @property

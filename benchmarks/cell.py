@@ -71,6 +71,7 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False) -> dict[str, Any
     from attacks.context import AttackContext
     from attacks.runner import run_attacks
     from fedlpp.federation.server import run_federation
+    from fedlpp.federation.setup import prepare_run
 
     t0 = time.perf_counter()
     run_dir = out / "runs" / cell.id
@@ -80,8 +81,9 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False) -> dict[str, Any
     try:
         if run_dir.exists():  # a run killed half-way: start it again from scratch
             shutil.rmtree(run_dir)
-        result = run_federation(cell.config, out=run_dir, quiet=True, echo=False)
-        ctx = AttackContext(run_dir)
+        prepared = prepare_run(cell.config)  # one model load for training and attacks
+        result = run_federation(cell.config, out=run_dir, quiet=True, echo=False, ctx=prepared)
+        ctx = AttackContext(run_dir, run=prepared)
         attacks = []
         for names, sets in attack_batches(cell.attacks):
             attacks += run_attacks(run_dir, names=names, sets=sets,

@@ -43,14 +43,15 @@ def evaluate_with(ctx: RunContext, tensors: dict[str, torch.Tensor]) -> dict[str
                    batch_size=ctx.cfg.eval.batch_size)
 
 
-def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False,
-                   echo: bool = True) -> dict[str, Any]:
+def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool = True,
+                   ctx: RunContext | None = None) -> dict[str, Any]:
     """Run FedLPP as configured, write ``out/result.json`` and the trace, return the result.
 
-    ``quiet`` hides the progress bar; ``echo`` prints one line per round.
+    ``quiet`` hides the progress bar; ``echo`` prints one line per round; ``ctx`` is an already
+    prepared run (``prepare_run(cfg)``), e.g. to attack it afterwards with the same model.
     """
     t_start = time.perf_counter()
-    ctx = prepare_run(cfg)
+    ctx = ctx or prepare_run(cfg)
     fed, model = cfg.fed, ctx.bundle.model
     trace = TraceWriter(out / "trace", payloads=cfg.trace.payloads, updates=cfg.trace.updates,
                         masters=cfg.trace.masters)

@@ -34,6 +34,7 @@ class RunContext:
     test_data: dict[str, torch.Tensor]
     trainable: list[str]  # LoRA A/B (+ classifier head): trained, aggregated, broadcast
     static: list[str]  # scope "full": base linear weights, private but never trained
+    initial: dict[str, torch.Tensor]  # the trainable tensors before any training (LoRA init)
     model_load_s: float
 
 
@@ -74,10 +75,10 @@ def prepare_run(cfg: RunConfig) -> RunContext:
                       task=dataset.task, seq_len=cfg.data.seq_len)
 
     test_idx = splits.test[: cfg.eval.max_records] if cfg.eval.max_records else splits.test
-    trainable = list(trainable_state(bundle.model))
+    initial = trainable_state(bundle.model)
     static = base_linear_weight_names(bundle.model) if cfg.quant.scope == "full" else []
     return RunContext(
         cfg=cfg, dataset=dataset, splits=splits, bundle=bundle, quantizer=quantizer,
         uploader=uploader, client_data=[enc(m) for m in splits.members], test_data=enc(test_idx),
-        trainable=trainable, static=static, model_load_s=model_load_s,
+        trainable=list(initial), static=static, initial=initial, model_load_s=model_load_s,
     )
