@@ -10,6 +10,7 @@ Rows are compared within one setting: the same grid choices except the ``quant``
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 LOW_BITS = (2, 3, 4)
@@ -26,8 +27,9 @@ def _gain(row: dict[str, Any], value: float) -> float:
 
 
 def _bits(row: dict[str, Any]) -> int | None:
-    label = row["bits"]
-    return None if label == "fp32" else int(label.rsplit("-", 1)[1])
+    """The bit width of a quantized variant label such as ``nf-2``; None for fp32 and others."""
+    match = re.fullmatch(r".*-(\d+)", row["bits"])
+    return int(match.group(1)) if match else None
 
 
 def _overlap(a: tuple[float, float | None], b: tuple[float, float | None]) -> bool:

@@ -8,6 +8,7 @@ Suite format (TOML)::
     [base]                      # run-config keys every cell shares (same layout as a run config)
     model.name = "smollm2-135m"
     [grid]                      # key -> list of values; the cells are the cartesian product
+                                # ([[grid]] tables: the union of several such products)
     seed = [0, 1]
     quant = [{name = "nf", bits = 2}, {name = "none", bits = 32}]   # a table sets several keys
     setting = [{label = "fedlpp"}, {label = "central", "fed.num_clients" = 1}]
@@ -135,10 +136,13 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     for item in overrides:
         key, value = parse_set(item)
         merge(base, key, value)
-    grid = raw.get("grid", {})
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise FedlppError(f"Suite grid key '{key}' must be a non-empty list, got {values!r}")
+    grids = raw.get("grid", {})
+    grids = grids if isinstance(grids, list) else [grids]  # [[grid]] tables: union of grids
+    for grid in grids:
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise FedlppError(f"Suite grid key '{key}' must be a non-empty list, "
+                                  f"got {values!r}")
     try:
         plan = AttackPlan(**raw.get("attacks", {}))
     except TypeError as exc:
@@ -152,7 +156,9 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 
         build_attacks(plan.names, plan.set)  # unknown attack / option: fail before any cell
     cells = []
-    for combo in itertools.product(*[[(k, v) for v in vs] for k, vs in grid.items()]):
+    combos = [c for grid in grids
+              for c in itertools.product(*[[(k, v) for v in vs] for k, vs in grid.items()])]
+    for combo in combos:
         values = json.loads(json.dumps(base))  # deep copy
         labels = {}
         for key, value in combo:
@@ -172,5 +178,6 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     if len(set(ids)) != len(ids):
         raise FedlppError(f"Suite {path.name} has duplicate cells (two grid points resolve to "
                           "the same config)")
+    keys = list(dict.fromkeys(k for grid in grids for k in grid))
     return Suite(name=meta.get("name", path.stem), description=meta.get("description", ""),
-                 path=path, cells=cells, grid_keys=list(grid))
+                 path=path, cells=cells, grid_keys=keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ TARGETS = ("central", "proxy", "update")
 
 
 def _order(label: str) -> float:
-    return 32.0 if label == "fp32" else float(label.rsplit("-", 1)[1])
+    """x position of a variant: its bits, 32 for fp32, 64 for anything else (centralized)."""
+    match = re.fullmatch(r".*-(\d+)", label)
+    return float(match.group(1)) if match else 32.0 if label == "fp32" else 64.0
 
 
 def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -53,14 +56,14 @@ def utility_vs_bits(rows: list[dict[str, Any]], out: Path) -> list[Path]:
                     _errorbar(ax_l, line, f"auc_{t}", color=color,
                               linestyle=["-", "--", ":"][j], label=f"MIA AUC {t} ({name})")
         metric = rs[0]["metric"]
-        ax_u.set(xscale="log", xlabel="broadcast bits (32 = fp32)", ylabel=metric,
+        ax_u.set(xscale="log", xlabel="broadcast bits", ylabel=metric,
                  title=f"{data}: utility vs bits")
         if metric == "perplexity":
             ax_u.set_yscale("log")
-        ax_l.set(xscale="log", xlabel="broadcast bits (32 = fp32)", ylabel="best MIA AUC",
+        ax_l.set(xscale="log", xlabel="broadcast bits", ylabel="best MIA AUC",
                  title=f"{data}: membership leakage vs bits")
         for ax in (ax_u, ax_l):
-            ax.set_xticks([1, 2, 3, 4, 8, 32], ["1", "2", "3", "4", "8", "32"])
+            ax.set_xticks([1, 2, 3, 4, 8, 32, 64], ["1", "2", "3", "4", "8", "fp32", "central"])
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
@@ -78,7 +81,8 @@ def roc_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
     curves: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for cell in cells:
         q = cell["config"]["quant"]
-        label = "fp32" if q["name"] == "none" else f"{q['name']}-{q['bits']}"
+        label = cell["labels"].get("quant") or (
+            "fp32" if q["name"] == "none" else f"{q['name']}-{q['bits']}")
         for a in cell["attacks"]:
             if a["kind"] != "membership" or a["status"] != "ok":
                 continue

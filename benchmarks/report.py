@@ -96,7 +96,7 @@ def group_cells(suite: dict[str, Any], cells: list[dict[str, Any]]) -> dict[tupl
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for cell in cells:
         if cell["status"] == "ok":
-            groups[tuple((k, cell["labels"][k]) for k in keys)].append(cell)
+            groups[tuple((k, cell["labels"][k]) for k in keys if k in cell["labels"])].append(cell)
     return groups
 
 
@@ -113,7 +113,8 @@ def summarize(groups: dict[tuple, list[dict]]) -> list[dict[str, Any]]:
         first = members[0]
         cfg = first["config"]
         row: dict[str, Any] = {
-            "group": dict(key), "bits": bits_label(cfg), "metric": primary(first),
+            "group": dict(key), "bits": str(dict(key).get("quant", bits_label(cfg))),
+            "metric": primary(first),
             "model": cfg["model"]["name"], "data": cfg["data"]["name"],
             "scope": cfg["quant"]["scope"], "partition": cfg["data"]["partition"],
             "clients": cfg["fed"]["num_clients"], "rounds": cfg["fed"]["rounds"],
