@@ -81,17 +81,21 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", choices=["overhead", "rss"], help="run one part")
     args = ap.parse_args()
 
     rows = []
     startup = None
-    for scope in ("adapter", "full"):
+    for scope in ("adapter", "full") if args.only != "rss" else ():
         frac, r = overhead(args.model, scope, args.rounds)
         rows.append((f"per-round overhead, scope {scope}", frac * 100, "%", "<= 5 %", frac <= 0.05))
         if startup is None:
             t = r["timing"]
             startup = (t["setup_s"] - t["model_load_s"] - t["base_eval_s"], r["import_s"])
 
+    if args.only == "overhead":
+        _print(rows, startup, args.model, "")
+        return
     sets = [f"model.name={args.model}", f"fed.num_clients={args.clients}", "fed.rounds=1",
             "fed.local_steps=1", "fed.batch_size=2", "data.seq_len=32",
             f"data.max_records={args.clients * 4}", "data.test_fraction=0.05",
@@ -102,11 +106,16 @@ def main() -> None:
     ratio = fed_rss / ref_rss
     rows.append((f"peak RSS {args.clients} clients / (base + {args.clients} adapters)", ratio, "x",
                  "<= 1.1x", ratio <= 1.1))
-    rows.append(("start-up to round 1 (no model load, no base eval)", startup[0], "s", "<= 1 s",
-                 startup[0] <= 1.0))
+    _print(rows, startup, args.model,
+           f"RSS {fed_rss / 1024:.0f} MiB vs {ref_rss / 1024:.0f} MiB; ")
 
-    print(f"model: {args.model}; RSS {fed_rss / 1024:.0f} MiB vs {ref_rss / 1024:.0f} MiB; "
-          f"importing the stack took {startup[1]:.1f} s (not counted)")
+
+def _print(rows: list, startup: tuple[float, float] | None, model: str, extra: str) -> None:
+    if startup is not None:
+        rows.append(("start-up to round 1 (no model load, no base eval)", startup[0], "s",
+                     "<= 1 s", startup[0] <= 1.0))
+        extra += f"importing the stack took {startup[1]:.1f} s (not counted)"
+    print(f"model: {model}; {extra}")
     print(f"{'measure':<58} {'value':>9}  {'target':<8} result")
     for name, value, unit, target, ok in rows:
         print(f"{name:<58} {value:>8.3g}{unit:<1}  {target:<8} {'PASS' if ok else 'FAIL'}")

@@ -8,6 +8,25 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+LOGITS_BUDGET = 64 * 2**20  # bytes of float32 logits one scoring batch may hold
+
+
+def scoring_batches(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *, task: str,
+                    batch_size: int):
+    """Yield padding-trimmed batches of ``data`` for scoring, in order.
+
+    For ``lm`` the batch is also capped so its logits (rows x length x vocab floats) stay within
+    ``LOGITS_BUDGET``: with a large vocabulary the logits, not the model, set the peak memory.
+    """
+    from fedlpp.federation.client import trim
+
+    n, width = int(data["input_ids"].shape[0]), int(data["input_ids"].shape[1])
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None) if task == "lm" else None
+    if vocab:
+        batch_size = max(1, min(batch_size, LOGITS_BUDGET // (4 * max(width, 1) * vocab)))
+    for start in range(0, n, batch_size):
+        yield trim({k: v[start : start + batch_size] for k, v in data.items()})
+
 
 @torch.no_grad()
 def per_record_losses(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *, task: str,
@@ -17,14 +36,10 @@ def per_record_losses(model: torch.nn.Module, data: Mapping[str, torch.Tensor], 
     For ``lm`` a record's loss is the sum of next-token NLLs over its non-padding labels; for
     ``cls`` it is the cross-entropy of its label (count 1).
     """
-    from fedlpp.federation.client import trim
-
     was_training = model.training
     model.eval()
     losses, counts, preds = [], [], []
-    n = int(data["input_ids"].shape[0])
-    for start in range(0, n, batch_size):
-        batch = trim({k: v[start : start + batch_size] for k, v in data.items()})
+    for batch in scoring_batches(model, data, task=task, batch_size=batch_size):
         labels = batch.pop("labels")
         logits = model(**batch).logits.float()
         if task == "lm":
