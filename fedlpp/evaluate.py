@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-LOGITS_BUDGET = 64 * 2**20  # bytes of float32 logits one scoring batch may hold
+LOGITS_BUDGET = 16 * 2**20  # bytes of float32 logits one scoring batch may hold
 
 
 def scoring_batches(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *, task: str,

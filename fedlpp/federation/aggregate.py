@@ -47,22 +47,44 @@ def validate_update(tensors: Tensors, *, reference: Tensors) -> str | None:
     return None
 
 
+class RunningMean:
+    """A weighted mean of tensor dicts built one update at a time.
+
+    The server adds each accepted update as it arrives and drops it, so a round with many
+    clients holds one accumulator, not every update.
+    """
+
+    def __init__(self) -> None:
+        self.sum: dict[str, torch.Tensor] | None = None
+        self.weight = 0.0
+        self.count = 0
+
+    def add(self, tensors: Tensors, *, weight: float) -> None:
+        """Add ``weight * tensors`` (``weight`` > 0, e.g. the client's example count)."""
+        if weight <= 0:
+            raise ValueError(f"update weight must be > 0, got {weight}")
+        if self.sum is None:
+            self.sum = {n: torch.zeros_like(t, dtype=torch.float32) for n, t in tensors.items()}
+        for name, acc in self.sum.items():
+            acc.add_(tensors[name].float(), alpha=float(weight))
+        self.weight += float(weight)
+        self.count += 1
+
+    def mean(self) -> dict[str, torch.Tensor]:
+        """The weighted mean of everything added."""
+        if self.sum is None:
+            raise ValueError("the mean of no updates is undefined")
+        return {n: acc / self.weight for n, acc in self.sum.items()}
+
+
 def weighted_mean(updates: Sequence[Tensors], *, weights: Sequence[float]) -> dict[str, torch.Tensor]:
     """Per-tensor mean of ``updates`` weighted by ``weights`` (e.g. example counts)."""
-    if not updates:
-        raise ValueError("weighted_mean needs at least one update")
     if len(weights) != len(updates):
         raise ValueError(f"{len(weights)} weights for {len(updates)} updates")
-    total = float(sum(weights))
-    if total <= 0:
-        raise ValueError(f"weights must sum to > 0, got {total}")
-    out: dict[str, torch.Tensor] = {}
-    for name in updates[0]:
-        acc = torch.zeros_like(updates[0][name], dtype=torch.float32)
-        for upd, w in zip(updates, weights, strict=True):
-            acc.add_(upd[name].float(), alpha=float(w) / total)
-        out[name] = acc
-    return out
+    running = RunningMean()
+    for upd, w in zip(updates, weights, strict=True):
+        running.add(upd, weight=w)
+    return running.mean()
 
 
 def apply_update(master: Tensors, *, mean: Tensors, broadcast: Tensors, server_lr: float,

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from fedlpp.config import RunConfig
 from fedlpp.evaluate import utility
-from fedlpp.federation.aggregate import apply_update, validate_update, weighted_mean
+from fedlpp.federation.aggregate import RunningMean, apply_update, validate_update
 from fedlpp.federation.broadcast import derive_seed, encode_payload, make_broadcast
 from fedlpp.federation.client import StepTimer, client_update, num_local_steps, pack_upload
 from fedlpp.federation.setup import RunContext, prepare_run
@@ -90,7 +90,8 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
         trace.payload(rnd, encode_payload(sent.packed))
         trace.master(rnd, {n: master[n] for n in ctx.trainable}, last=rnd == fed.rounds)
         # 3. local training on every sampled client, from exactly what it received
-        timer, updates, rejected, bytes_up = StepTimer(), [], [], 0
+        timer, running, rejected, bytes_up = StepTimer(), RunningMean(), [], 0
+        losses, examples = [], []
         for c in clients:
             upd = client_update(client=c, model=model, proxy=sent.proxy, data=ctx.client_data[c],
                                 fed=fed, seed=derive_seed(cfg.seed, rnd, c), timer=timer,
@@ -102,16 +103,16 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
             reason = validate_update(upd.tensors, reference=reference)
             trace.update(rnd, c, upd.tensors, num_examples=upd.num_examples,
                          accepted=reason is None, reason=reason)
-            if reason is None:
-                updates.append(upd)
+            if reason is None:  # 4b. into the weighted mean; the update itself is dropped
+                running.add(upd.tensors, weight=upd.num_examples)
+                losses.append(upd.train_loss)
+                examples.append(upd.num_examples)
             else:
                 rejected.append({"client": c, "reason": reason})
                 log.warning("round %d: rejected the update of client %d: %s", rnd, c, reason)
-        # 4b. weighted mean + straight-through update of the master
-        if updates:
-            mean = weighted_mean([u.tensors for u in updates],
-                                 weights=[u.num_examples for u in updates])
-            master = apply_update(master, mean=mean, broadcast=sent.proxy,
+        # 4c. straight-through update of the master
+        if running.count:
+            master = apply_update(master, mean=running.mean(), broadcast=sent.proxy,
                                   server_lr=fed.server_lr, rule=fed.aggregation)
         # 5. utility of the new master (central) and of its broadcast, i.e. exactly what a
         #    client receives next round (proxy)
@@ -125,9 +126,7 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
         # 6. record
         row.update(bytes_down=sent.nbytes * len(clients), bytes_down_per_client=sent.nbytes,
                    bytes_up=bytes_up,
-                   train_loss=(float(np.average([u.train_loss for u in updates],
-                                                weights=[u.num_examples for u in updates]))
-                               if updates else None))
+                   train_loss=float(np.average(losses, weights=examples)) if losses else None)
         rounds.append(row)
         timing.append({"round_s": time.perf_counter() - t_round, "train_s": timer.seconds,
                        "eval_s": eval_s})
