@@ -94,16 +94,26 @@ class MembershipAttack(Attack):
             raise FedlppError(f"Client {self.config.client} never took part in a round")
         return rounds[-1]
 
+    def shared(self, obs: Observation, what: str, indices: list[int], make):
+        """``make()``, once per run for this target, client and records: every attack on a
+        target reuses its models' signals without re-reading, dequantizing or hashing them."""
+        key = (f"membership-{what}", self.config.target, self.config.client, tuple(indices))
+        if key not in obs.ctx.cache:
+            obs.ctx.cache[key] = make()
+        return obs.ctx.cache[key]
+
     def target_signals(self, obs: Observation, indices: list[int]) -> SampleSignals:
         if self.config.target == "central":
-            return obs.central_signals(indices)
-        return obs.ctx.signals(self.target_tensors(obs), indices)
+            return self.shared(obs, "target", indices, lambda: obs.central_signals(indices))
+        return self.shared(obs, "target", indices,
+                           lambda: obs.ctx.signals(self.target_tensors(obs), indices))
 
     def reference_signals(self, obs: Observation, indices: list[int]) -> SampleSignals:
         """The natural reference model: the public base for ``central`` / ``proxy``; for
         ``update``, the broadcast the client started from."""
         if self.config.target == "update":
-            return obs.ctx.signals(obs.proxy(self.update_round(obs)), indices)
+            return self.shared(obs, "reference", indices, lambda: obs.ctx.signals(
+                obs.proxy(self.update_round(obs)), indices))
         return obs.ctx.signals(obs.ctx.initial, indices)
 
     # --- the attack -----------------------------------------------------------------------------

@@ -1,0 +1,199 @@
+"""Membership attacks: every registered one end to end on every target, known answers of each
+score on hand-built signals, an over-fitted model that must leak, calibration, bad options."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_tiny
+
+from attacks.base import ATTACKS
+from attacks.context import AttackContext, Observation
+from attacks.membership.lira import lira_scores, statistic
+from attacks.metrics import calibration_check
+from attacks.runner import build_attacks, load_builtin, run_attacks
+from attacks.signals import SampleSignals
+from fedlpp.data.base import Record
+from fedlpp.data.encode import encode
+from fedlpp.errors import FedlppError
+from fedlpp.models.tiny_llama import byte_tokenizer
+
+load_builtin()
+MEMBERSHIP = [n for n in ATTACKS.names() if ATTACKS.get(n).kind == "membership"]
+TARGETS = ["central", "proxy", "update"]
+# 9 members per client, 100 steps at a high lr, a wide adapter: client 0's update memorises its
+# members (loss AUC 1.0 for seeds 0-5 when tuned, 0.93-1.0 at 60 steps; > 0.9 asserted), ~1 s.
+OVERFIT = ["data.max_records=40", "fed.rounds=1", "fed.local_steps=100", "fed.lr=0.03",
+           "lora.r=32", "lora.alpha=64", "data.member_fraction=0.5"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine two spinning
+    threads per process slow these tests down 20x; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def attack(name, *sets):
+    (a,) = build_attacks([name], list(sets))
+    return a
+
+
+def signals(logprobs, mu=None, sigma=None):
+    lps = [np.asarray(x, dtype=np.float64) for x in logprobs]
+    mu = [np.asarray(x, float) for x in mu] if mu else [np.zeros_like(x) for x in lps]
+    sigma = [np.asarray(x, float) for x in sigma] if sigma else [np.ones_like(x) for x in lps]
+    return SampleSignals(indices=np.arange(len(lps)), token_logprobs=lps, token_mu=mu,
+                         token_sigma=sigma)
+
+
+# --- end to end: every registered membership attack x every target ------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 2-client x 2-round tiny run, its loaded context, and every attack's result per target
+    (one shared context, so LiRA's shadows are trained for the first target only)."""
+    _, out = run_tiny(tmp_path_factory.mktemp("mia"))
+    ctx = AttackContext(out)
+    results = {t: {r["attack"]: r for r in run_attacks(out, names=MEMBERSHIP, sets=[f"target={t}"],
+                                                       resamples=50, quiet=True, ctx=ctx)}
+               for t in TARGETS}
+    return ctx, results
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", MEMBERSHIP)
+def test_every_membership_attack_runs_on_every_target(tiny, name, target):
+    ctx, results = tiny
+    res = results[target][name]
+    assert res["status"] == "ok", res.get("error")
+    assert res["config"]["target"] == target
+    assert 0.0 <= res["metrics"]["auc"]["value"] <= 1.0
+    assert isinstance(res["metrics"]["calibration"]["passes"], bool)
+    a = attack(name, f"target={target}")  # again, on the warm cache: the scores themselves
+    out = a.run(Observation(a.threat_model, ctx, a.attackers()))
+    assert out.scores.shape == out.labels.shape == out.indices.shape
+    assert np.isfinite(out.scores).all() and out.scores.std() > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_cls(tmp_path_factory):
+    """The same on classification data: each attack's one-"token" (label) path, central target."""
+    _, out = run_tiny(tmp_path_factory.mktemp("mia-cls"), "data.name=kjv-genre")
+    return {r["attack"]: r for r in run_attacks(out, names=MEMBERSHIP, resamples=50, quiet=True)}
+
+
+@pytest.mark.parametrize("name", MEMBERSHIP)
+def test_every_membership_attack_runs_on_classification(tiny_cls, name):
+    res = tiny_cls[name]
+    assert res["status"] == "ok", res.get("error")
+    assert 0.0 <= res["metrics"]["auc"]["value"] <= 1.0
+
+
+def test_lira_trains_shadows_once_per_run_and_reports_the_time(tiny):
+    _, results = tiny
+    first, *later = (results[t]["lira"]["extra"] for t in TARGETS)
+    assert first["shadow_train_s"] > 0 and first["shadows_reused"] is False
+    assert all(e["shadows_reused"] is True and e["shadow_train_s"] < first["shadow_train_s"]
+               for e in later)
+
+
+def test_calibration_nonmembers_vs_nonmembers_contains_half(tiny):
+    ctx, _ = tiny
+    a = attack("loss")
+    out = a.run(Observation(a.threat_model, ctx, a.attackers()))
+    non = np.random.default_rng(1).permutation(out.scores[out.labels == 0])
+    check = calibration_check(nonmember_scores_a=non[: len(non) // 2],
+                              nonmember_scores_b=non[len(non) // 2 :], resamples=200)
+    lo, hi = check["auc"]["ci"]
+    assert check["passes"] and lo <= 0.5 <= hi
+
+
+def test_overfitted_update_leaks_membership(tmp_path):
+    _, out = run_tiny(tmp_path, *OVERFIT)
+    (res,) = run_attacks(out, names=["loss"], sets=["target=update"], resamples=200, quiet=True)
+    assert res["status"] == "ok", res.get("error")
+    assert res["metrics"]["auc"]["value"] > 0.9
+    assert res["metrics"]["calibration"]["passes"]
+
+
+# --- known answers --------------------------------------------------------------------------------
+def test_zlib_known_answer_on_the_text_the_model_saw():
+    texts = ["abc", "In the beginning God created the heaven and the earth."]
+    tok = byte_tokenizer()
+    ctx = SimpleNamespace(
+        encode=lambda idx: encode([Record(text=texts[i]) for i in idx], tokenizer=tok,
+                                  task="lm", seq_len=23),  # <s> + 22 bytes: the verse is cut
+        run=SimpleNamespace(bundle=SimpleNamespace(tokenizer=tok)))
+    sig = signals([[-1.0, -2.0, -8.0], [-3.0] * 22])
+    got = attack("zlib").score(sig, obs=SimpleNamespace(ctx=ctx), indices=[0, 1])
+    # zlib sizes: b"abc" -> 11 bytes, b"In the beginning God c" (the first 22 bytes) -> 30 bytes
+    np.testing.assert_allclose(got, [-11.0 / 11, -66.0 / 30])
+
+
+def test_min_k_known_answers():
+    sig = signals([[-1, -2, -3, -4, -5], [-0.5], [], -np.arange(100.0)])
+    np.testing.assert_allclose(attack("min-k").score(sig, obs=None, indices=[]),
+                               [-5.0, -0.5, 0.0, -89.5])  # k=0.2: 1 of 5, at least 1, none
+    np.testing.assert_allclose(attack("min-k", "k=0.4").score(sig, obs=None, indices=[]),
+                               [-4.5, -0.5, 0.0, -79.5])  # 2 of 5; 40 of 100: -99..-60
+    assert attack("min-k", "k=0.29").score(sig, obs=None, indices=[])[3] == -85.0  # 29, not 28
+    np.testing.assert_allclose(attack("min-k", "k=1").score(sig, obs=None, indices=[]),
+                               [-3.0, -0.5, 0.0, -49.5])
+
+
+def test_min_k_plus_plus_known_answers():
+    sig = signals([[-1.0, -2.0, -3.0], [-1.0], [-1.0]],
+                  mu=[[-1.5, -1.5, -1.0], [-1.0], [-2.0]], sigma=[[0.5, 0.25, 1.0], [0.0], [0.0]])
+    # z = [1, -2, -2], [0 (0/floor)], [1e6 (1/floor)]
+    np.testing.assert_allclose(attack("min-k++", "k=0.34").score(sig, obs=None, indices=[]),
+                               [-2.0, 0.0, 1e6])
+    np.testing.assert_allclose(attack("min-k++", "k=1.0").score(sig, obs=None, indices=[]),
+                               [-1.0, 0.0, 1e6])
+
+
+def test_reference_known_answers():
+    target = signals([[-1.0, -1.0], [-4.0]])
+    by_model = {"base": signals([[-2.0, -4.0], [-3.0]]), "round 2": signals([[-1.0, -2.0], [-5.0]])}
+    ctx = SimpleNamespace(initial={"w": "base"}, trace=SimpleNamespace(participants=lambda r: [0, 1]),
+                          signals=lambda tensors, indices: by_model[tensors["w"]], cache={})
+    obs = SimpleNamespace(ctx=ctx, num_rounds=2, proxy=lambda rnd: {"w": f"round {rnd}"})
+    # central / proxy: the base model; update: the broadcast of the client's last round
+    np.testing.assert_allclose(attack("reference").score(target, obs=obs, indices=[0, 1]),
+                               [3.0 - 1.0, 3.0 - 4.0])
+    np.testing.assert_allclose(
+        attack("reference", "target=update").score(target, obs=obs, indices=[0, 1]),
+        [1.5 - 1.0, 5.0 - 4.0])
+
+
+def test_lira_known_answers():
+    # two shadows: record 0 has mu 2, sigma sqrt(2); record 1 has sigma 0 -> global sigma 1
+    np.testing.assert_allclose(lira_scores(target=[4.0, 2.5], shadows=[[1.0, 2.0], [3.0, 2.0]]),
+                               [math.sqrt(2.0), 0.5])
+    # one shadow: no per-record sigma; global = std of its statistic over records = 1
+    np.testing.assert_allclose(lira_scores(target=[2.0, 2.0], shadows=[[1.0, 3.0]]), [1.0, -1.0])
+    sig = signals([[math.log(0.8)], [math.log(0.5)]])
+    np.testing.assert_allclose(statistic(sig, task="cls"), [math.log(4.0), 0.0], atol=1e-12)
+    np.testing.assert_allclose(statistic(sig, task="lm"), [math.log(0.8), math.log(0.5)])
+    assert np.isfinite(statistic(signals([[0.0]]), task="cls")).all()  # p = 1 is capped
+
+
+# --- bad options ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, option, words", [
+    ("min-k", "k=0", ["k", "0", "0 < k <= 1"]),
+    ("min-k++", "k=1.5", ["k", "1.5", "0 < k <= 1"]),
+    ("lira", "shadows=0", ["shadows", "0", ">= 1"]),
+    ("lira", "shadow_steps=-1", ["shadow_steps", "-1", ">= 0"]),
+    ("zlib", "target='x'", ["target", "'x'", "central, proxy, update"]),
+])
+def test_bad_options_are_one_line_errors(name, option, words):
+    with pytest.raises(FedlppError) as err:
+        build_attacks([name], [option])
+    msg = str(err.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg
