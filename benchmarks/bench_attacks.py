@@ -95,8 +95,9 @@ def main() -> None:
     ap.add_argument("--run", help="a finished run directory to use instead of training one")
     ap.add_argument("--targets", default="central,proxy,update")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch threads (0 = torch's default); 1 keeps a shared machine's noise down")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (0 = torch's default); with 2+ on a busy machine, spinning "
+                         "threads make single passes 10x slower at random")
     args = ap.parse_args()
     if args.threads:
         import torch
