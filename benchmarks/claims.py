@@ -71,10 +71,12 @@ def check_claims(rows: list[dict[str, Any]]) -> list[str]:
         for r in low:
             if r["best_attack"] == "–":
                 continue
+            if _overlap(r["proxy"], r["central"]) or _gain(r, r["proxy"][0]) >= 1.0:
+                closed.append(f"{r['bits']} no gap to close (proxy within noise of central)")
+                continue
             gap = _log_if_ppl(r, r["central"][0]) - _log_if_ppl(r, r["proxy"][0])
             got = _log_if_ppl(r, r["recovered"][0]) - _log_if_ppl(r, r["proxy"][0])
-            share = got / gap if gap else math.nan
-            closed.append(f"{r['bits']} {share:.0%} by {r['best_attack']}")
+            closed.append(f"{r['bits']} {got / gap:.0%} by {r['best_attack']}")
         lines.append(f"- (d) share of gap (b) closed by the best recovery attack: "
                      f"{'; '.join(closed) or 'no recovery attack ran'}")
         lines.append("")

@@ -31,11 +31,17 @@ def finished(out: Path, cell_id: str) -> bool:
 
 
 def _init_worker() -> None:
+    import logging
+    import warnings
+
     import torch
 
     torch.set_num_threads(1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # harmless missing-kernel line
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _work(cell: Cell, out: str, keep_runs: bool) -> dict[str, Any]:
@@ -76,5 +82,8 @@ def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
                 for f in finished_now:
                     done(f.result())
     bar.close()
+    runs = out / "runs"
+    if runs.is_dir() and not any(runs.iterdir()):
+        runs.rmdir()  # traces are deleted after each cell unless --keep-runs
     return [json.loads(cell_path(out, c.id).read_text()) for c in suite.cells
             if cell_path(out, c.id).exists()]

@@ -136,7 +136,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         keep_runs=args.keep_runs)
     failed = [r["id"] for r in results if r["status"] != "ok"]
     sets = "".join(f" --set {s}" for s in args.set)
-    print(f"wrote {build_report(out, command=f'fedlpp bench run {args.suite}{sets} --out {out}')}")
+    jobs = f" --jobs {args.jobs}" if args.jobs != 1 else ""
+    command = f"fedlpp bench run {args.suite}{sets}{jobs} --out {out}"
+    print(f"wrote {build_report(out, command=command)}")
     print(f"{len(results) - len(failed)} cells ok, {len(failed)} failed")
     return 1 if failed else 0
 
