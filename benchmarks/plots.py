@@ -30,6 +30,17 @@ def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {k: sorted(v, key=lambda r: _order(r["bits"])) for k, v in lines.items()}
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay out, write and close a figure."""
+    for ax in fig.axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _errorbar(ax, rs, col: str, **kw) -> None:
     xs = [_order(r["bits"]) for r in rs]
     ys = [r[col][0] for r in rs]
@@ -64,14 +75,8 @@ def utility_vs_bits(rows: list[dict[str, Any]], out: Path) -> list[Path]:
                  title=f"{data}: membership leakage vs bits")
         for ax in (ax_u, ax_l):
             ax.set_xticks([1, 2, 3, 4, 8, 32, 64], ["1", "2", "3", "4", "8", "fp32", "central"])
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = out / f"utility_vs_bits_{data}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out / f"utility_vs_bits_{data}.png"))
     return paths
 
 
@@ -98,13 +103,7 @@ def roc_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
             ax.plot([1e-4, 1], [1e-4, 1], color="grey", linewidth=0.8)
             ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="FPR",
                    ylabel="TPR", title=f"{attack} on {target}")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / f"roc_{attack}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out / f"roc_{attack}.png"))
     return paths
 
 
@@ -119,11 +118,7 @@ def privacy_utility(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     ax.set(xlabel=f"central utility ({pts[0]['metric']})",
            ylabel="best recovered_gain (model leakage)", title="privacy vs utility")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "privacy_utility.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, out / "privacy_utility.png")]
 
 
 def write_plots(rows: list[dict[str, Any]], cells: list[dict[str, Any]], out: Path) -> list[Path]:
