@@ -191,7 +191,8 @@ def build_report(out: Path, *, command: str | None = None) -> Path:
     shas = sorted({c["meta"]["git_sha"] or "unknown" for c in cells})
     dirty = any(c["meta"]["git_dirty"] for c in cells)
     lines = [f"# {suite['name']} suite", "", suite["description"], "",
-             f"Regenerate: `{command or 'fedlpp bench run ' + suite['file']}` (it also writes "
+             f"Regenerate: `{command or suite.get('command') or 'fedlpp bench run ' + suite['file']}`"
+             " (it also writes "
              "this report; `fedlpp bench report DIR` rebuilds it from the cell files).", "",
              f"{len(ok)} of {len(suite['cells'])} cells ok, {len(failed)} failed, "
              f"{len(suite['cells']) - len(cells)} not run. "

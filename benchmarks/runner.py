@@ -49,14 +49,17 @@ def _work(cell: Cell, out: str, keep_runs: bool) -> dict[str, Any]:
 
 
 def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
-              keep_runs: bool = False) -> list[dict[str, Any]]:
-    """Run every cell of ``suite`` that has no ok result in ``out`` yet; returns all results."""
+              keep_runs: bool = False, command: str | None = None) -> list[dict[str, Any]]:
+    """Run every cell of ``suite`` that has no ok result in ``out`` yet; returns all results.
+
+    ``command`` (the command line that runs it) is kept for the report's "Regenerate" line.
+    """
     if jobs < 1:
         raise FedlppError(f"Invalid --jobs: {jobs} (allowed: >= 1)")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "suite.json", {
         "name": suite.name, "description": suite.description, "file": suite.path.name,
-        "grid_keys": suite.grid_keys,
+        "grid_keys": suite.grid_keys, "command": command,
         "cells": [{"id": c.id, "labels": c.labels} for c in suite.cells]})
     pending = [c for c in suite.cells if not finished(out, c.id)]
     bar = tqdm(total=len(suite.cells), initial=len(suite.cells) - len(pending), disable=quiet,

@@ -132,13 +132,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite, args.set)  # every cell validated before any runs
     out = Path(args.out or f"runs/bench-{suite.name}")
-    results = run_suite(suite, out=out, jobs=args.jobs, quiet=args.quiet,
-                        keep_runs=args.keep_runs)
-    failed = [r["id"] for r in results if r["status"] != "ok"]
     sets = "".join(f" --set {s}" for s in args.set)
     jobs = f" --jobs {args.jobs}" if args.jobs != 1 else ""
     command = f"fedlpp bench run {args.suite}{sets}{jobs} --out {out}"
-    print(f"wrote {build_report(out, command=command)}")
+    results = run_suite(suite, out=out, jobs=args.jobs, quiet=args.quiet,
+                        keep_runs=args.keep_runs, command=command)
+    failed = [r["id"] for r in results if r["status"] != "ok"]
+    print(f"wrote {build_report(out)}")
     print(f"{len(results) - len(failed)} cells ok, {len(failed)} failed")
     return 1 if failed else 0
 
