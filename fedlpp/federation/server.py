@@ -89,11 +89,15 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
         sent = upcoming
         trace.payload(rnd, encode_payload(sent.packed))
         trace.master(rnd, {n: master[n] for n in ctx.trainable}, last=rnd == fed.rounds)
-        # 3. local training on every sampled client, from exactly what it received
+        # 3. local training on every sampled client, from exactly what it received. The
+        #    received base weights (scope "full") are frozen, so they are loaded once per round
+        #    into the shared model; each client then swaps in only the trainable tensors.
+        load_state(model, {n: sent.proxy[n] for n in ctx.static})
+        received = {n: sent.proxy[n] for n in ctx.trainable}
         timer, running, rejected, bytes_up = StepTimer(), RunningMean(), [], 0
         losses, examples = [], []
         for c in clients:
-            upd = client_update(client=c, model=model, proxy=sent.proxy, data=ctx.client_data[c],
+            upd = client_update(client=c, model=model, proxy=received, data=ctx.client_data[c],
                                 fed=fed, seed=derive_seed(cfg.seed, rnd, c), timer=timer,
                                 on_step=lambda _loss: bar.update(1))
             upd.tensors, upd.bytes_up = pack_upload(upd.tensors, quantizer=ctx.uploader,
