@@ -35,8 +35,10 @@ def _init_worker() -> None:
     import warnings
 
     import torch
+    import transformers
 
     torch.set_num_threads(1)
+    transformers.utils.logging.disable_progress_bar()  # per-cell "Loading weights" bars
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
