@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from attacks.signal_store import SignalStore, store_key
 from attacks.signals import SampleSignals, compute_signals, tensors_key
 from fedlpp.errors import FedlppError
 from fedlpp.evaluate import utility
@@ -29,8 +30,10 @@ THREAT_MODELS = ("outsider", "client", "colluding", "server")
 class AttackContext:
     """A finished run, loaded once for every attack on it."""
 
-    def __init__(self, run_dir: str | Path, *, run: RunContext | None = None) -> None:
-        """Load the run in ``run_dir``; ``run`` reuses the prepared run that produced it."""
+    def __init__(self, run_dir: str | Path, *, run: RunContext | None = None,
+                 store: SignalStore | None = None) -> None:
+        """Load the run in ``run_dir``; ``run`` reuses the prepared run that produced it;
+        ``store`` shares signals with other runs (a suite's cells)."""
         self.trace = TraceReader(run_dir)
         self.run: RunContext = run or prepare_run(self.trace.config)
         if self.run.splits.fingerprint != self.trace.splits.fingerprint:
@@ -42,6 +45,8 @@ class AttackContext:
         # scope "full": the master's private base weights, completed into every model loaded
         self.private_base = self.trace.private_base()
         self._signals: dict[tuple[str, str], SampleSignals] = {}
+        self.store = store
+        self._base_key: str | None = None
         self._encoded: dict[str, dict[str, torch.Tensor]] = {}
         # attacks' shared work beyond signals (LiRA's shadow models), keyed by its maker
         self.cache: dict[Hashable, Any] = {}
@@ -83,14 +88,31 @@ class AttackContext:
         return self._encoded[key]
 
     def signals(self, tensors: Mapping[str, torch.Tensor], indices: Sequence[int]) -> SampleSignals:
-        """Signals of the model with ``tensors`` on records ``indices``, computed once."""
+        """Signals of the model with ``tensors`` on records ``indices``, computed once (once per
+        suite with a store)."""
         key = (tensors_key(tensors), ",".join(map(str, indices)))
         if key not in self._signals:
-            with self.loaded(tensors) as model:
-                self._signals[key] = compute_signals(
-                    model, self.encode(indices), indices=indices, task=self.task,
-                    batch_size=self.trace.config.eval.batch_size)
+            stored = self._store_key(key[0], indices) if self.store else None
+            found = self.store.get(stored) if stored else None
+            if found is None:
+                with self.loaded(tensors) as model:
+                    found = compute_signals(model, self.encode(indices), indices=indices,
+                                            task=self.task,
+                                            batch_size=self.trace.config.eval.batch_size)
+                if stored:
+                    self.store.put(stored, found)
+            self._signals[key] = found
         return self._signals[key]
+
+    def _store_key(self, tensors: str, indices: Sequence[int]) -> str:
+        """The store key: what the model is, what is loaded into it, and the encoded records."""
+        if self._base_key is None:  # scope full: models are completed with the private base
+            self._base_key = tensors_key(self.private_base) if self.private_base else ""
+        config = self.trace.config.to_dict()
+        return store_key(model={"model": config["model"], "lora": config["lora"]},
+                         tensors=f"{tensors}+{self._base_key}",
+                         data=tensors_key(self.encode(indices)), task=self.task,
+                         batch_size=self.trace.config.eval.batch_size)
 
 
 @dataclass

@@ -80,11 +80,12 @@ def compute_signals(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *,
 
 
 def tensors_key(tensors: Mapping[str, torch.Tensor]) -> str:
-    """A content hash of a model's private tensors: same tensors, same signals."""
+    """A content hash of named tensors (a model's private ones, encoded records): same tensors,
+    same signals."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
         h.update(name.encode())
-        h.update(str(t.dtype).encode())
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]

@@ -18,6 +18,11 @@ def cell_path(out: Path, cell_id: str) -> Path:
     return out / "cells" / f"{cell_id}.json"
 
 
+def signal_store(out: Path) -> Path:
+    """Where a suite's cells share signals; removed when the suite finishes."""
+    return out / "cache" / "signals"
+
+
 def _fidelity(ctx) -> float:
     """Gradient fidelity of the final broadcast vs the final master, on test records."""
     from fedlpp.evaluate import gradient_fidelity
@@ -66,14 +71,22 @@ def attack_batches(plan: AttackPlan) -> list[tuple[list[str], list[str]]]:
     return batches
 
 
-def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False) -> dict[str, Any]:
-    """Run ``cell`` and write ``out/cells/<id>.json``; a failure is recorded, never raised."""
+def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False,
+             share_signals: bool = True) -> dict[str, Any]:
+    """Run ``cell`` and write ``out/cells/<id>.json``; a failure is recorded, never raised.
+
+    ``share_signals``: read and write the suite's signal store (off only to measure it).
+    """
     from attacks.context import AttackContext
     from attacks.runner import run_attacks
+    from attacks.signal_store import SignalStore
     from fedlpp.federation.server import run_federation
     from fedlpp.federation.setup import prepare_run
 
     t0 = time.perf_counter()
+    # signals of a model another cell already scored (the public base on the same records)
+    # come from the suite's store
+    store = SignalStore(signal_store(out)) if share_signals else None
     run_dir = out / "runs" / cell.id
     record: dict[str, Any] = {"id": cell.id, "labels": cell.labels,
                               "config": cell.config.to_dict(),
@@ -83,7 +96,7 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False) -> dict[str, Any
             shutil.rmtree(run_dir)
         prepared = prepare_run(cell.config)  # one model load for training and attacks
         result = run_federation(cell.config, out=run_dir, quiet=True, echo=False, ctx=prepared)
-        ctx = AttackContext(run_dir, run=prepared)
+        ctx = AttackContext(run_dir, run=prepared, store=store)
         attacks = []
         for names, sets in attack_batches(cell.attacks):
             attacks += run_attacks(run_dir, names=names, sets=sets,
@@ -95,7 +108,8 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False) -> dict[str, Any
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and the suite goes on
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))
-    record["meta"] = {**provenance(), "seconds": time.perf_counter() - t0}
+    record["meta"] = {**provenance(), "seconds": time.perf_counter() - t0,
+                      "signals_from_store": store.hits if store else 0}
     atomic_write_json(cell_path(out, cell.id), record)
     if not keep_runs and run_dir.exists():
         shutil.rmtree(run_dir)  # traces are large; the cell JSON holds what the report needs

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import shutil
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from benchmarks.cell import cell_path, run_cell
+from benchmarks.cell import cell_path, run_cell, signal_store
 from benchmarks.matrix import Cell, Suite
 from fedlpp.errors import FedlppError
 from fedlpp.federation.trace import atomic_write_json
@@ -46,15 +47,17 @@ def _init_worker() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def _work(cell: Cell, out: str, keep_runs: bool) -> dict[str, Any]:
-    return run_cell(cell, out=Path(out), keep_runs=keep_runs)
+def _work(cell: Cell, out: str, keep_runs: bool, share: bool) -> dict[str, Any]:
+    return run_cell(cell, out=Path(out), keep_runs=keep_runs, share_signals=share)
 
 
 def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
-              keep_runs: bool = False, command: str | None = None) -> list[dict[str, Any]]:
+              keep_runs: bool = False, command: str | None = None,
+              share_signals: bool = True) -> list[dict[str, Any]]:
     """Run every cell of ``suite`` that has no ok result in ``out`` yet; returns all results.
 
     ``command`` (the command line that runs it) is kept for the report's "Regenerate" line.
+    ``share_signals``: cells reuse signals other cells computed (off only to measure it).
     """
     if jobs < 1:
         raise FedlppError(f"Invalid --jobs: {jobs} (allowed: >= 1)")
@@ -77,11 +80,12 @@ def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
     if jobs == 1:
         _init_worker()
         for cell in pending:
-            done(run_cell(cell, out=out, keep_runs=keep_runs))
+            done(run_cell(cell, out=out, keep_runs=keep_runs, share_signals=share_signals))
     else:
         ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(_work, c, str(out), keep_runs) for c in pending}
+            futures = {pool.submit(_work, c, str(out), keep_runs, share_signals)
+                       for c in pending}
             while futures:
                 finished_now, futures = wait(futures, return_when=FIRST_COMPLETED)
                 for f in finished_now:
@@ -90,5 +94,6 @@ def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
     runs = out / "runs"
     if runs.is_dir() and not any(runs.iterdir()):
         runs.rmdir()  # traces are deleted after each cell unless --keep-runs
+    shutil.rmtree(signal_store(out).parent, ignore_errors=True)  # every cell has its numbers
     return [json.loads(cell_path(out, c.id).read_text()) for c in suite.cells
             if cell_path(out, c.id).exists()]

@@ -37,7 +37,7 @@ def test_matrix_expands_the_grid_with_stable_ids():
         (("[grid]", "[grid]\nbogus.key = [1]"), ["bogus"]),
         (("seed = [0, 1]", "seed = []"), ["seed", "non-empty"]),
         (("bits = 2 }", "bits = 12 }"), ["quant.bits", "12"]),
-        (('names = ["as-is", "loss"]', 'names = ["as-is", "los"]'), ["Unknown attack 'los'"]),
+        (('names = ["as-is", "loss", "reference"]', 'names = ["as-is", "los"]'), ["Unknown attack 'los'"]),
         (('set = ["max_records=16"]', 'set = ["max_recs=16"]'), ["max_recs"]),
         (("[attacks]", "[attackz]"), ["attackz"]),
         (('targets = ["central", "update"]', 'targets = ["server"]'), ["server"]),
@@ -104,10 +104,19 @@ def test_kill_and_resume_gives_the_uninterrupted_report(tmp_path, reference):
     assert (killed / "summary.csv").read_text() == (reference / "summary.csv").read_text()
 
 
+def test_cells_of_one_seed_share_the_base_models_signals(reference):
+    cells = [json.loads(f.read_text()) for f in (reference / "cells").glob("*.json")]
+    # the reference attack's base-model signals on target central's records: scored by the
+    # first cell of each seed, read from the store by the other bit width
+    assert sorted(c["meta"]["signals_from_store"] for c in cells) == [0, 0, 1, 1]
+    assert not (reference / "cache").exists()
+
+
 def test_two_jobs_give_the_same_numbers_and_resume_skips_finished_cells(tmp_path, reference):
     two = tmp_path / "two"
     run_suite(load_suite(SUITE), out=two, jobs=2, quiet=True)
     assert _numbers(two) == _numbers(reference)
+    assert not (two / "cache").exists()  # the cells' shared signals go when the suite ends
     # resume: nothing left to run, nothing changes
     before = {f.name: f.stat().st_mtime_ns for f in (two / "cells").glob("*.json")}
     run_suite(load_suite(SUITE), out=two, jobs=1, quiet=True)
