@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.claims import check_claims
+from benchmarks.stats import fmt, mean_ci
+from benchmarks.sweeps import sweep_tables
 from fedlpp.errors import FedlppError
 
 TARGETS = ("central", "proxy", "update")
@@ -33,26 +34,6 @@ def load_cells(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if path.is_file():
             cells.append(json.loads(path.read_text()))
     return suite, cells
-
-
-def mean_ci(values: list[float]) -> tuple[float, float | None]:
-    """Mean and 95 % CI half-width (None for fewer than two finite values)."""
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return float("nan"), None
-    if len(vals) < 2:
-        return vals[0], None
-    from scipy import stats
-
-    sem = float(np.std(vals, ddof=1) / math.sqrt(len(vals)))
-    return float(np.mean(vals)), float(stats.t.ppf(0.975, len(vals) - 1) * sem)
-
-
-def fmt(mean: float, ci: float | None, digits: int = 3) -> str:
-    if mean is None or not math.isfinite(mean):
-        return "–"
-    text = f"{mean:.{digits}g}" if abs(mean) >= 1000 else f"{mean:.{digits}f}"
-    return text if ci is None else f"{text} ± {ci:.{digits}f}"
 
 
 def bits_label(config: dict[str, Any]) -> str:
@@ -79,6 +60,7 @@ def cell_row(cell: dict[str, Any]) -> dict[str, Any]:
         row.update(best_attack=best["attack"], recovered_gain=best["metrics"]["recovered_gain"],
                    recovered=best["metrics"]["utility"][key],
                    param_rel_error=best["metrics"]["param_rel_error"])
+        row.update({f"gain:{a['attack']}": a["metrics"]["recovered_gain"] for a in recov})
     for target in TARGETS:
         mia = [a for a in cell["attacks"] if a["kind"] == "membership" and a["status"] == "ok"
                and a["config"].get("target") == target]
@@ -120,6 +102,9 @@ def summarize(groups: dict[tuple, list[dict]]) -> list[dict[str, Any]]:
             "clients": cfg["fed"]["num_clients"], "rounds": cfg["fed"]["rounds"],
             "local_steps": cfg["fed"]["local_steps"], "seeds": len(members),
             "base": float(np.mean([r["base"] for r in per_seed])),
+            # per seed, for paired comparisons between rows (same seed = same data and init)
+            "per_seed": {c["config"]["seed"]: r for c, r in zip(members, per_seed, strict=True)},
+            "config": cfg,
         }
         for col in NUMERIC:
             row[col] = mean_ci([r.get(col) for r in per_seed])
@@ -163,9 +148,13 @@ def markdown_tables(rows: list[dict[str, Any]]) -> list[str]:
                   "MIA AUC central / proxy / update | TPR@1%FPR central / proxy / update | "
                   "bytes down / up per round | grad. fidelity |",
                   "|---|---|---|---|---|---|---|---|---|"]
+        # a row is named by the grid choices that differ within its table; a plain config key
+        # (a sweep such as data.max_records) shows as key=value, a labelled choice by its label
+        varying = [k for k in dict.fromkeys(k for r in rs for k in r["group"])
+                   if len({str(r["group"].get(k)) for r in rs}) > 1]
         for r in rs:
-            variant = ", ".join(f"{v}" for k, v in r["group"].items()
-                                if k not in ("model", "data")) or r["bits"]
+            variant = ", ".join(f"{k}={r['group'][k]}" if "." in k else str(r["group"][k])
+                                for k in varying if k in r["group"]) or r["bits"]
             recov = (f"{fmt(*r['recovered'])} ({r['best_attack']}: {fmt(*r['recovered_gain'], 2)})"
                      if r["best_attack"] != "–" else "–")
             auc = " / ".join(fmt(*r[f"auc_{t}"], 2) for t in TARGETS)
@@ -204,7 +193,7 @@ def build_report(out: Path, *, command: str | None = None) -> Path:
              "membership attack (max AUC) per target; fidelity = cosine of LoRA gradients "
              "on the proxy vs the central model. Mean ± 95 % CI over seeds.", ""]
     lines += check_claims(rows)
-    lines += ["## Results", ""] + markdown_tables(rows)
+    lines += ["## Results", ""] + markdown_tables(rows) + sweep_tables(rows)
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     if failed:
