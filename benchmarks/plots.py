@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks.sweeps import sweep_keys  # noqa: E402
+
 TARGETS = ("central", "proxy", "update")
 
 
@@ -48,43 +50,58 @@ def _errorbar(ax, rs, col: str, **kw) -> None:
     ax.errorbar(xs, ys, yerr=es, capsize=3, marker="o", **kw)
 
 
+def _bits_panels(ax_u, ax_l, rs: list[dict[str, Any]], *, title: str) -> None:
+    """Utility (central, proxy, best recovery) and best MIA AUC per target against bits."""
+    for i, (name, line) in enumerate(_series(rs).items()):
+        color = f"C{i}"
+        _errorbar(ax_u, line, "central", color=color, label=f"central ({name})")
+        _errorbar(ax_u, line, "proxy", color=color, linestyle="--", label=f"proxy ({name})")
+        if any(r["best_attack"] != "–" for r in line):
+            _errorbar(ax_u, line, "recovered", color=color, linestyle=":",
+                      label=f"best recovery ({name})")
+        for j, t in enumerate(TARGETS):
+            if any(r[f"auc_{t}"][0] == r[f"auc_{t}"][0] for r in line):  # not all NaN
+                _errorbar(ax_l, line, f"auc_{t}", color=color,
+                          linestyle=["-", "--", ":"][j], label=f"MIA AUC {t} ({name})")
+    metric = rs[0]["metric"]
+    ax_u.set(xscale="log", xlabel="broadcast bits", ylabel=metric, title=f"{title}: utility")
+    if metric == "perplexity":
+        ax_u.set_yscale("log")
+    ax_l.set(xscale="log", xlabel="broadcast bits", ylabel="best MIA AUC",
+             title=f"{title}: membership leakage")
+    for ax in (ax_u, ax_l):
+        ax.set_xticks([1, 2, 3, 4, 8, 32, 64], ["1", "2", "3", "4", "8", "fp32", "central"])
+        ax.grid(alpha=0.3)
+
+
 def utility_vs_bits(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One figure per dataset, a row of panels (utility, leakage) per broadcast scope; sweep rows
+    have a table of their own and are left out."""
     paths = []
+    swept = sweep_keys(rows)
     by_data: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        by_data[r["data"]].append(r)
+        if not any(k in r["group"] for k in swept):
+            by_data[r["data"]].append(r)
     for data, rs in by_data.items():
-        fig, (ax_u, ax_l) = plt.subplots(1, 2, figsize=(12, 4.5))
-        for i, (name, line) in enumerate(_series(rs).items()):
-            color = f"C{i}"
-            _errorbar(ax_u, line, "central", color=color, label=f"central ({name})")
-            _errorbar(ax_u, line, "proxy", color=color, linestyle="--", label=f"proxy ({name})")
-            if any(r["best_attack"] != "–" for r in line):
-                _errorbar(ax_u, line, "recovered", color=color, linestyle=":",
-                          label=f"best recovery ({name})")
-            for j, t in enumerate(TARGETS):
-                if any(r[f"auc_{t}"][0] == r[f"auc_{t}"][0] for r in line):  # not all NaN
-                    _errorbar(ax_l, line, f"auc_{t}", color=color,
-                              linestyle=["-", "--", ":"][j], label=f"MIA AUC {t} ({name})")
-        metric = rs[0]["metric"]
-        ax_u.set(xscale="log", xlabel="broadcast bits", ylabel=metric,
-                 title=f"{data}: utility vs bits")
-        if metric == "perplexity":
-            ax_u.set_yscale("log")
-        ax_l.set(xscale="log", xlabel="broadcast bits", ylabel="best MIA AUC",
-                 title=f"{data}: membership leakage vs bits")
-        for ax in (ax_u, ax_l):
-            ax.set_xticks([1, 2, 3, 4, 8, 32, 64], ["1", "2", "3", "4", "8", "fp32", "central"])
-            ax.grid(alpha=0.3)
+        scopes = list(dict.fromkeys(r["scope"] for r in rs))
+        fig, axes = plt.subplots(len(scopes), 2, figsize=(12, 4.5 * len(scopes)), squeeze=False)
+        for (ax_u, ax_l), scope in zip(axes, scopes, strict=True):
+            _bits_panels(ax_u, ax_l, [r for r in rs if r["scope"] == scope],
+                         title=f"{data}, scope {scope}")
         paths.append(_save(fig, out / f"utility_vs_bits_{data}.png"))
     return paths
 
 
 def roc_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
-    """Per membership attack: ROC on log axes, one panel per target, a line per bit width
-    (the first seed of each)."""
+    """Per membership attack: ROC on log axes, one panel per target, a line per bit width, in
+    the setting of the suite's first cell (its other grid choices) and the first seed of each."""
     curves: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    setting = {k: v for k, v in cells[0]["labels"].items() if k not in ("quant", "seed")} \
+        if cells else {}
     for cell in cells:
+        if {k: v for k, v in cell["labels"].items() if k not in ("quant", "seed")} != setting:
+            continue
         q = cell["config"]["quant"]
         label = cell["labels"].get("quant") or (
             "fp32" if q["name"] == "none" else f"{q['name']}-{q['bits']}")
@@ -93,6 +110,7 @@ def roc_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
                 continue
             key = f"{label} {a['config']['target']}"
             curves[a["attack"]].setdefault(key, a["metrics"]["roc"])
+    where = ", ".join(f"{v}" for v in setting.values())
     paths = []
     for attack, by in curves.items():
         fig, axes = plt.subplots(1, 3, figsize=(13, 4))
@@ -102,22 +120,29 @@ def roc_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
                     ax.plot(roc["fpr"], roc["tpr"], label=key.split()[0])
             ax.plot([1e-4, 1], [1e-4, 1], color="grey", linewidth=0.8)
             ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="FPR",
-                   ylabel="TPR", title=f"{attack} on {target}")
+                   ylabel="TPR", title=f"{attack} on {target}" + (f" ({where})" if where else ""))
         paths.append(_save(fig, out / f"roc_{attack}.png"))
     return paths
 
 
 def privacy_utility(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Central utility vs the best recovered gain, one panel per dataset, a colour per setting."""
     pts = [r for r in rows if r["best_attack"] != "–"]
     if not pts:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    by_data: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in pts:
-        ax.scatter(r["central"][0], r["recovered_gain"][0], s=40)
-        ax.annotate(r["bits"], (r["central"][0], r["recovered_gain"][0]), fontsize=7)
-    ax.set(xlabel=f"central utility ({pts[0]['metric']})",
-           ylabel="best recovered_gain (model leakage)", title="privacy vs utility")
-    ax.grid(alpha=0.3)
+        by_data[r["data"]].append(r)
+    fig, axes = plt.subplots(1, len(by_data), figsize=(6 * len(by_data), 4.5), squeeze=False)
+    for ax, (data, rs) in zip(axes[0], by_data.items(), strict=True):
+        for i, (name, line) in enumerate(_series(rs).items()):
+            ax.scatter([r["central"][0] for r in line], [r["recovered_gain"][0] for r in line],
+                       s=40, color=f"C{i}", label=name)
+            for r in line:
+                ax.annotate(r["bits"], (r["central"][0], r["recovered_gain"][0]), fontsize=7)
+        ax.set(xlabel=f"central utility ({rs[0]['metric']})",
+               ylabel="best recovered_gain (model leakage)", title=f"{data}: privacy vs utility")
+        ax.grid(alpha=0.3)
     return [_save(fig, out / "privacy_utility.png")]
 
 

@@ -140,21 +140,26 @@ def markdown_tables(rows: list[dict[str, Any]]) -> list[str]:
         by_setting[(r["model"], r["data"], r["scope"], r["partition"])].append(r)
     for (model, data, scope, partition), rs in by_setting.items():
         r0 = rs[0]
+        # a row is named by the grid choices that differ within its table; a plain config key
+        # (a sweep such as data.max_records) shows as key=value, a labelled choice by its label
+        varying = [k for k in dict.fromkeys(k for r in rs for k in r["group"])
+                   if len({str(r["group"].get(k)) for r in rs}) > 1]
+        names = [", ".join(f"{k}={r['group'][k]}" if "." in k else str(r["group"][k])
+                           for k in varying if k in r["group"]) or r["bits"] for r in rs]
+        budgets: dict[str, list[str]] = defaultdict(list)  # rows that train differently
+        for r, name in zip(rs, names, strict=True):
+            budgets[f"{r['clients']} client{'s' if r['clients'] > 1 else ''}, {r['rounds']} "
+                    f"rounds x {r['local_steps']} local steps"].append(name)
+        budget, *others = budgets
+        budget += "".join(f" ({', '.join(budgets[b])}: {b})" for b in others)
         lines += [f"### {data} on {model}: scope `{scope}`, partition `{partition}`", "",
-                  f"{r0['clients']} clients, {r0['rounds']} rounds x {r0['local_steps']} local "
-                  f"steps; utility = {r0['metric']} (base model: {r0['base']:.4g}); "
+                  f"{budget}; utility = {r0['metric']} (base model: {r0['base']:.4g}); "
                   f"seeds per row: {sorted({r['seeds'] for r in rs})}", "",
                   "| variant | central | proxy | best recovery (gain) | param rel err | "
                   "MIA AUC central / proxy / update | TPR@1%FPR central / proxy / update | "
                   "bytes down / up per round | grad. fidelity |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        # a row is named by the grid choices that differ within its table; a plain config key
-        # (a sweep such as data.max_records) shows as key=value, a labelled choice by its label
-        varying = [k for k in dict.fromkeys(k for r in rs for k in r["group"])
-                   if len({str(r["group"].get(k)) for r in rs}) > 1]
-        for r in rs:
-            variant = ", ".join(f"{k}={r['group'][k]}" if "." in k else str(r["group"][k])
-                                for k in varying if k in r["group"]) or r["bits"]
+        for r, variant in zip(rs, names, strict=True):
             recov = (f"{fmt(*r['recovered'])} ({r['best_attack']}: {fmt(*r['recovered_gain'], 2)})"
                      if r["best_attack"] != "–" else "–")
             auc = " / ".join(fmt(*r[f"auc_{t}"], 2) for t in TARGETS)

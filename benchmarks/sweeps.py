@@ -32,12 +32,16 @@ def _sweep_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return sorted(swept + main, key=lambda r: _value(r["config"], key))
 
 
+def sweep_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """Config keys that only some rows carry: each a sweep."""
+    return list(dict.fromkeys(k for r in rows for k in r["group"]
+                              if "." in k and not all(k in x["group"] for x in rows)))
+
+
 def sweep_tables(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines: one table per sweep key (none when the suite has no sweep)."""
-    keys = list(dict.fromkeys(k for r in rows for k in r["group"]
-                              if "." in k and not all(k in x["group"] for x in rows)))
     lines: list[str] = []
-    for key in keys:
+    for key in sweep_keys(rows):
         rs = _sweep_rows(rows, key)
         attacks = sorted({k.split(":", 1)[1] for r in rs for s in r["per_seed"].values()
                           for k in s if k.startswith("gain:")})
