@@ -15,14 +15,14 @@ from typing import Any
 
 import torch
 
-from attacks.signal_store import SignalStore, store_key
-from attacks.signals import SampleSignals, compute_signals, tensors_key
+from attacks.signals import SampleSignals, compute_signals
 from fedlpp.errors import FedlppError
 from fedlpp.evaluate import utility
 from fedlpp.federation.setup import RunContext, prepare_run
 from fedlpp.federation.trace import TraceReader
 from fedlpp.models import load_state
 from fedlpp.quant import quantizer_for
+from fedlpp.store import ResultStore, content_key, model_key, shared_utility, tensors_key
 
 THREAT_MODELS = ("outsider", "client", "colluding", "server")
 
@@ -31,11 +31,13 @@ class AttackContext:
     """A finished run, loaded once for every attack on it."""
 
     def __init__(self, run_dir: str | Path, *, run: RunContext | None = None,
-                 store: SignalStore | None = None) -> None:
-        """Load the run in ``run_dir``; ``run`` reuses the prepared run that produced it;
-        ``store`` shares signals with other runs (a suite's cells)."""
+                 store: ResultStore | None = None) -> None:
+        """Load the run in ``run_dir``; ``run`` reuses the prepared run that produced it (and its
+        store); ``store`` shares evaluations and signals with other runs (a suite's cells)."""
         self.trace = TraceReader(run_dir)
         self.run: RunContext = run or prepare_run(self.trace.config)
+        if store is not None:
+            self.run.store = store
         if self.run.splits.fingerprint != self.trace.splits.fingerprint:
             raise FedlppError(f"The data of run {str(run_dir)!r} no longer matches its trace "
                               "(dataset fingerprint differs): were the data files changed?")
@@ -45,8 +47,6 @@ class AttackContext:
         # scope "full": the master's private base weights, completed into every model loaded
         self.private_base = self.trace.private_base()
         self._signals: dict[tuple[str, str], SampleSignals] = {}
-        self.store = store
-        self._base_key: str | None = None
         self._encoded: dict[str, dict[str, torch.Tensor]] = {}
         # attacks' shared work beyond signals (LiRA's shadow models), keyed by its maker
         self.cache: dict[Hashable, Any] = {}
@@ -70,10 +70,14 @@ class AttackContext:
         return {n: quantizer_for(p).dequantize(p) for n, p in packed.items()}
 
     def utility(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """Utility on the run's test records, exactly as the run measured central and proxy."""
-        with self.loaded(tensors) as model:
-            return utility(model, self.run.test_data, task=self.task,
-                           batch_size=self.trace.config.eval.batch_size)
+        """Utility on the run's test records, exactly as the run measured central and proxy
+        (the same measurement, shared through the run's store when it has one)."""
+        def compute() -> dict[str, float]:
+            with self.loaded(tensors) as model:
+                return utility(model, self.run.test_data, task=self.task,
+                               batch_size=self.trace.config.eval.batch_size)
+
+        return shared_utility(self.run, {**self.private_base, **tensors}, compute)
 
     # --- records and signals -----------------------------------------------------------------
     def encode(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -89,30 +93,32 @@ class AttackContext:
 
     def signals(self, tensors: Mapping[str, torch.Tensor], indices: Sequence[int]) -> SampleSignals:
         """Signals of the model with ``tensors`` on records ``indices``, computed once (once per
-        suite with a store)."""
+        suite through the run's store)."""
         key = (tensors_key(tensors), ",".join(map(str, indices)))
         if key not in self._signals:
-            stored = self._store_key(key[0], indices) if self.store else None
-            found = self.store.get(stored) if stored else None
-            if found is None:
+            stored = self._store_key(tensors, indices)
+            arrays = self.run.store.get_arrays("signals", stored) if stored else None
+            if arrays is not None:
+                found = SampleSignals.from_arrays(arrays)
+            else:
                 with self.loaded(tensors) as model:
                     found = compute_signals(model, self.encode(indices), indices=indices,
                                             task=self.task,
                                             batch_size=self.trace.config.eval.batch_size)
                 if stored:
-                    self.store.put(stored, found)
+                    self.run.store.put_arrays("signals", stored, found.to_arrays())
             self._signals[key] = found
         return self._signals[key]
 
-    def _store_key(self, tensors: str, indices: Sequence[int]) -> str:
-        """The store key: what the model is, what is loaded into it, and the encoded records."""
-        if self._base_key is None:  # scope full: models are completed with the private base
-            self._base_key = tensors_key(self.private_base) if self.private_base else ""
-        config = self.trace.config.to_dict()
-        return store_key(model={"model": config["model"], "lora": config["lora"]},
-                         tensors=f"{tensors}+{self._base_key}",
-                         data=tensors_key(self.encode(indices)), task=self.task,
-                         batch_size=self.trace.config.eval.batch_size)
+    def _store_key(self, tensors: Mapping[str, torch.Tensor], indices: Sequence[int]) -> str | None:
+        """The store key of these signals: the model as loaded and the encoded records."""
+        if self.run.store is None:
+            return None
+        model = model_key(self.run, {**self.private_base, **tensors})
+        if model is None:
+            return None
+        return content_key(model=model, data=tensors_key(self.encode(indices)), task=self.task,
+                           batch_size=self.trace.config.eval.batch_size)
 
 
 @dataclass

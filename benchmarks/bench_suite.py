@@ -1,16 +1,17 @@
-"""What sharing signals across cells saves: one suite run with the signal store and one without.
+"""What sharing results across cells saves: one suite run with the store and one without.
 
     python benchmarks/bench_suite.py [--suite paper] [--task lm] [--bits 2,4,32] [--seed 0]
-                                     [--jobs 1]
+                                     [--jobs 1] [--repeats 1]
 
 Takes the cells of one task, partition ``iid``, scope ``adapter`` and one seed from a shipped
 suite (default: the paper suite's SmolLM2 cells at nf-2, nf-4 and fp32), runs them once with the
 store and once without, each into a fresh directory (after an untimed warm-up that loads the
-stack, the model and the data once), and prints per-run wall time, the ratio, how
-many signal sets came from the store, and whether every cell's numbers are identical. The cells
-of one seed share the public base model's signals on the ``central`` and ``proxy`` targets'
-records (the ``reference`` attack), so the saving grows with the bit widths per seed. Run on an
-otherwise idle machine; the two runs alternate order across ``--repeats``.
+stack, the model and the data once), and prints per-run wall time, the ratio, how many results
+came from the store, and whether every cell's numbers are identical. Cells of one seed share the
+base model's evaluation (round 0) and its signals on the ``central`` and ``proxy`` targets'
+records (the ``reference`` attack); within a cell, ``as-is`` reads the run's own evaluation of
+the final broadcast. The saving grows with the bit widths per seed. Run on an otherwise idle
+machine; with ``--repeats`` the two runs alternate order.
 """
 
 from __future__ import annotations
@@ -76,11 +77,11 @@ def main() -> int:
             for share in ((True, False) if rep % 2 == 0 else (False, True)):
                 out = Path(tmp) / f"{'shared' if share else 'alone'}-{rep}"
                 t0 = time.perf_counter()
-                cells = run_suite(suite, out=out, jobs=args.jobs, quiet=True, share_signals=share)
+                cells = run_suite(suite, out=out, jobs=args.jobs, quiet=True, share=share)
                 times[share].append(time.perf_counter() - t0)
-                hits = sum(c["meta"]["signals_from_store"] for c in cells)
+                hits = sum(c["meta"]["from_store"] for c in cells)
                 print(f"repeat {rep}: {'with' if share else 'without'} store "
-                      f"{times[share][-1]:.1f} s, signal sets from the store: {hits}")
+                      f"{times[share][-1]:.1f} s, results from the store: {hits}")
                 results[share] = numbers(out)
     shared, alone = statistics.median(times[True]), statistics.median(times[False])
     print(f"median wall: with store {shared:.1f} s, without {alone:.1f} s -> "

@@ -18,9 +18,9 @@ def cell_path(out: Path, cell_id: str) -> Path:
     return out / "cells" / f"{cell_id}.json"
 
 
-def signal_store(out: Path) -> Path:
-    """Where a suite's cells share signals; removed when the suite finishes."""
-    return out / "cache" / "signals"
+def store_dir(out: Path) -> Path:
+    """Where a suite's cells share evaluations and signals; removed when the suite finishes."""
+    return out / "cache"
 
 
 def _fidelity(ctx) -> float:
@@ -72,21 +72,22 @@ def attack_batches(plan: AttackPlan) -> list[tuple[list[str], list[str]]]:
 
 
 def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False,
-             share_signals: bool = True) -> dict[str, Any]:
+             share: bool = True) -> dict[str, Any]:
     """Run ``cell`` and write ``out/cells/<id>.json``; a failure is recorded, never raised.
 
-    ``share_signals``: read and write the suite's signal store (off only to measure it).
+    ``share``: read and write the suite's store of evaluations and signals (off only to measure
+    what it saves).
     """
     from attacks.context import AttackContext
     from attacks.runner import run_attacks
-    from attacks.signal_store import SignalStore
     from fedlpp.federation.server import run_federation
     from fedlpp.federation.setup import prepare_run
+    from fedlpp.store import ResultStore
 
     t0 = time.perf_counter()
-    # signals of a model another cell already scored (the public base on the same records)
-    # come from the suite's store
-    store = SignalStore(signal_store(out)) if share_signals else None
+    # what another cell already measured on the same model and records (the base model of one
+    # seed, evaluated and scored) comes from the suite's store
+    store = ResultStore(store_dir(out)) if share else None
     run_dir = out / "runs" / cell.id
     record: dict[str, Any] = {"id": cell.id, "labels": cell.labels,
                               "config": cell.config.to_dict(),
@@ -95,8 +96,9 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False,
         if run_dir.exists():  # a run killed half-way: start it again from scratch
             shutil.rmtree(run_dir)
         prepared = prepare_run(cell.config)  # one model load for training and attacks
+        prepared.store = store
         result = run_federation(cell.config, out=run_dir, quiet=True, echo=False, ctx=prepared)
-        ctx = AttackContext(run_dir, run=prepared, store=store)
+        ctx = AttackContext(run_dir, run=prepared)
         attacks = []
         for names, sets in attack_batches(cell.attacks):
             attacks += run_attacks(run_dir, names=names, sets=sets,
@@ -109,7 +111,7 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False,
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))
     record["meta"] = {**provenance(), "seconds": time.perf_counter() - t0,
-                      "signals_from_store": store.hits if store else 0}
+                      "from_store": store.hits if store else 0}
     atomic_write_json(cell_path(out, cell.id), record)
     if not keep_runs and run_dir.exists():
         shutil.rmtree(run_dir)  # traces are large; the cell JSON holds what the report needs

@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from benchmarks.cell import cell_path, run_cell, signal_store
+from benchmarks.cell import cell_path, run_cell, store_dir
 from benchmarks.matrix import Cell, Suite
 from fedlpp.errors import FedlppError
 from fedlpp.federation.trace import atomic_write_json
@@ -48,16 +48,16 @@ def _init_worker() -> None:
 
 
 def _work(cell: Cell, out: str, keep_runs: bool, share: bool) -> dict[str, Any]:
-    return run_cell(cell, out=Path(out), keep_runs=keep_runs, share_signals=share)
+    return run_cell(cell, out=Path(out), keep_runs=keep_runs, share=share)
 
 
 def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
               keep_runs: bool = False, command: str | None = None,
-              share_signals: bool = True) -> list[dict[str, Any]]:
+              share: bool = True) -> list[dict[str, Any]]:
     """Run every cell of ``suite`` that has no ok result in ``out`` yet; returns all results.
 
     ``command`` (the command line that runs it) is kept for the report's "Regenerate" line.
-    ``share_signals``: cells reuse signals other cells computed (off only to measure it).
+    ``share``: cells reuse evaluations and signals other cells computed (off only to measure it).
     """
     if jobs < 1:
         raise FedlppError(f"Invalid --jobs: {jobs} (allowed: >= 1)")
@@ -80,11 +80,11 @@ def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
     if jobs == 1:
         _init_worker()
         for cell in pending:
-            done(run_cell(cell, out=out, keep_runs=keep_runs, share_signals=share_signals))
+            done(run_cell(cell, out=out, keep_runs=keep_runs, share=share))
     else:
         ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(_work, c, str(out), keep_runs, share_signals)
+            futures = {pool.submit(_work, c, str(out), keep_runs, share)
                        for c in pending}
             while futures:
                 finished_now, futures = wait(futures, return_when=FIRST_COMPLETED)
@@ -94,6 +94,6 @@ def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
     runs = out / "runs"
     if runs.is_dir() and not any(runs.iterdir()):
         runs.rmdir()  # traces are deleted after each cell unless --keep-runs
-    shutil.rmtree(signal_store(out).parent, ignore_errors=True)  # every cell has its numbers
+    shutil.rmtree(store_dir(out), ignore_errors=True)  # every cell has its numbers
     return [json.loads(cell_path(out, c.id).read_text()) for c in suite.cells
             if cell_path(out, c.id).exists()]

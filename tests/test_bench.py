@@ -104,11 +104,14 @@ def test_kill_and_resume_gives_the_uninterrupted_report(tmp_path, reference):
     assert (killed / "summary.csv").read_text() == (reference / "summary.csv").read_text()
 
 
-def test_cells_of_one_seed_share_the_base_models_signals(reference):
+def test_cells_share_what_they_measured_on_the_same_model(reference):
     cells = [json.loads(f.read_text()) for f in (reference / "cells").glob("*.json")]
-    # the reference attack's base-model signals on target central's records: scored by the
-    # first cell of each seed, read from the store by the other bit width
-    assert sorted(c["meta"]["signals_from_store"] for c in cells) == [0, 0, 1, 1]
+    # every cell: as-is reads the run's own evaluation of the final broadcast (1). fp32 (run
+    # after nf-2): its broadcast is its master, so each round's proxy evaluation is the central
+    # one (2 rounds), and as the second bit width of its seed it reads the base model's
+    # evaluation (round 0) and its signals on target central's records (reference attack)
+    by_bits = sorted((c["labels"]["quant"], c["meta"]["from_store"]) for c in cells)
+    assert by_bits == [("fp32", 5), ("fp32", 5), ("nf-2", 1), ("nf-2", 1)]
     assert not (reference / "cache").exists()
 
 

@@ -24,6 +24,7 @@ from fedlpp.federation.setup import RunContext, prepare_run
 from fedlpp.federation.trace import TraceWriter, atomic_write_json
 from fedlpp.meta import provenance
 from fedlpp.models import load_state
+from fedlpp.store import shared_utility
 
 log = logging.getLogger("fedlpp")
 
@@ -37,10 +38,14 @@ def sample_clients(*, num_clients: int, per_round: int, seed: int, rnd: int) -> 
 
 
 def evaluate_with(ctx: RunContext, tensors: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Utility of the shared model with ``tensors`` (master or proxy) loaded into it."""
-    load_state(ctx.bundle.model, tensors)
-    return utility(ctx.bundle.model, ctx.test_data, task=ctx.dataset.task,
-                   batch_size=ctx.cfg.eval.batch_size)
+    """Utility of the shared model with ``tensors`` (master or proxy) loaded into it (read from
+    the run's store when another run already measured the same model on the same records)."""
+    def compute() -> dict[str, float]:
+        load_state(ctx.bundle.model, tensors)
+        return utility(ctx.bundle.model, ctx.test_data, task=ctx.dataset.task,
+                       batch_size=ctx.cfg.eval.batch_size)
+
+    return shared_utility(ctx, tensors, compute)
 
 
 def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool = True,

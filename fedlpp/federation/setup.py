@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +19,9 @@ from fedlpp.data.encode import encode
 from fedlpp.data.partition import Splits, make_splits
 from fedlpp.models import ModelBundle, base_linear_weight_names, load_model, trainable_state
 from fedlpp.quant import QUANTIZERS, Quantizer, build_quantizer
+
+if TYPE_CHECKING:
+    from fedlpp.store import ResultStore
 
 
 @dataclass
@@ -36,6 +40,7 @@ class RunContext:
     static: list[str]  # scope "full": base linear weights, private but never trained
     initial: dict[str, torch.Tensor]  # the trainable tensors before any training (LoRA init)
     model_load_s: float
+    store: ResultStore | None = None  # evaluations and signals shared with other runs
 
 
 def quantizer_from(q: QuantConfig, *, upload: bool = False) -> Quantizer:

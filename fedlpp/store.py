@@ -1,0 +1,106 @@
+"""Results shared between runs (a suite's cells): a content-addressed store on disk.
+
+Cells of a suite that evaluate or score the same model on the same records do it once: the base
+model (round 0 of every bit width of one seed), the final broadcast (measured by the run, then
+by the ``as-is`` attack), the public base as the reference of membership attacks. A key hashes
+everything the result depends on: the model's identity (model and LoRA config), the content of
+*every* private tensor loaded into it (a partial state is never stored: what it leaves in place
+would not be in the key), the encoded records, the task and the batch size. Entries are JSON or
+safetensors written atomically, so a run killed at any moment never leaves a half-written entry;
+an entry that cannot be read is computed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save
+
+from fedlpp.federation.trace import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from fedlpp.federation.setup import RunContext
+
+FORMAT = "store-v1"  # part of every key: a change in what is stored changes it
+
+
+def tensors_key(tensors: Mapping[str, torch.Tensor]) -> str:
+    """A content hash of named tensors (a model's private ones, encoded records)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(name.encode())
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def content_key(**parts: Any) -> str:
+    """The key of a result from the JSON-able ``parts`` it depends on."""
+    material = json.dumps({"format": FORMAT, **parts}, sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def model_key(ctx: RunContext, loaded: Mapping[str, torch.Tensor]) -> str | None:
+    """The key of the run's model with ``loaded`` as its private tensors; None when ``loaded``
+    does not set every private tensor (the model's state would depend on earlier loads)."""
+    private = [*ctx.trainable, *ctx.static]
+    if not set(private) <= set(loaded):
+        return None
+    config = ctx.cfg.to_dict()
+    return content_key(model=config["model"], lora=config["lora"],
+                       tensors=tensors_key({n: loaded[n] for n in private}))
+
+
+class ResultStore:
+    """Results on disk under ``root``: ``<kind>/<key>.json`` or ``.safetensors``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.hits = 0
+        self.misses = 0
+
+    def _read(self, path: Path, load: Callable[[Path], Any]) -> Any:
+        try:
+            value = load(path)
+        except (OSError, ValueError, SafetensorError):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def get_json(self, kind: str, key: str) -> Any:
+        return self._read(self.root / kind / f"{key}.json", lambda p: json.loads(p.read_text()))
+
+    def put_json(self, kind: str, key: str, value: Any) -> None:
+        atomic_write_bytes(self.root / kind / f"{key}.json", json.dumps(value).encode())
+
+    def get_arrays(self, kind: str, key: str) -> dict[str, np.ndarray] | None:
+        return self._read(self.root / kind / f"{key}.safetensors", lambda p: load_file(str(p)))
+
+    def put_arrays(self, kind: str, key: str, arrays: Mapping[str, np.ndarray]) -> None:
+        atomic_write_bytes(self.root / kind / f"{key}.safetensors", save(dict(arrays)))
+
+
+def shared_utility(ctx: RunContext, loaded: Mapping[str, torch.Tensor],
+                   compute: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``compute()`` (utility on the run's test records with ``loaded`` in the model), or the
+    stored result of an identical evaluation when the run has a store."""
+    store: ResultStore | None = getattr(ctx, "store", None)
+    model = model_key(ctx, loaded) if store else None
+    if model is None:
+        return compute()
+    key = content_key(model=model, data=tensors_key(ctx.test_data), task=ctx.dataset.task,
+                      batch_size=ctx.cfg.eval.batch_size)
+    found = store.get_json("utility", key)
+    if found is None:
+        found = compute()
+        store.put_json("utility", key, found)
+    return found
