@@ -22,7 +22,7 @@ from fedlpp.federation.setup import RunContext, prepare_run
 from fedlpp.federation.trace import TraceReader
 from fedlpp.models import load_state
 from fedlpp.quant import quantizer_for
-from fedlpp.store import ResultStore, content_key, model_key, shared_utility, tensors_key
+from fedlpp.store import ResultStore, shared_result, shared_utility, tensors_key
 
 THREAT_MODELS = ("outsider", "client", "colluding", "server")
 
@@ -96,29 +96,17 @@ class AttackContext:
         suite through the run's store)."""
         key = (tensors_key(tensors), ",".join(map(str, indices)))
         if key not in self._signals:
-            stored = self._store_key(tensors, indices)
-            arrays = self.run.store.get_arrays("signals", stored) if stored else None
-            if arrays is not None:
-                found = SampleSignals.from_arrays(arrays)
-            else:
+            def compute() -> SampleSignals:
                 with self.loaded(tensors) as model:
-                    found = compute_signals(model, self.encode(indices), indices=indices,
-                                            task=self.task,
-                                            batch_size=self.trace.config.eval.batch_size)
-                if stored:
-                    self.run.store.put_arrays("signals", stored, found.to_arrays())
-            self._signals[key] = found
-        return self._signals[key]
+                    return compute_signals(model, self.encode(indices), indices=indices,
+                                           task=self.task,
+                                           batch_size=self.trace.config.eval.batch_size)
 
-    def _store_key(self, tensors: Mapping[str, torch.Tensor], indices: Sequence[int]) -> str | None:
-        """The store key of these signals: the model as loaded and the encoded records."""
-        if self.run.store is None:
-            return None
-        model = model_key(self.run, {**self.private_base, **tensors})
-        if model is None:
-            return None
-        return content_key(model=model, data=tensors_key(self.encode(indices)), task=self.task,
-                           batch_size=self.trace.config.eval.batch_size)
+            self._signals[key] = shared_result(
+                self.run, "signals", loaded={**self.private_base, **tensors},
+                data=self.encode(indices), compute=compute, dump=SampleSignals.to_arrays,
+                load=SampleSignals.from_arrays)
+        return self._signals[key]
 
 
 @dataclass

@@ -48,16 +48,20 @@ def _paired(a: dict[str, Any], col_a: str, b: dict[str, Any], col_b: str) -> tup
                     for s in seeds])
 
 
+def _worse_sign(row: dict[str, Any]) -> float:
+    """+1 where a higher value is worse (perplexity), -1 where it is better (accuracy)."""
+    return 1.0 if row["metric"] == "perplexity" else -1.0
+
+
 def _worse(row: dict[str, Any], diff: tuple[float, float | None]) -> bool:
     """``diff`` (x - reference) says x is worse beyond noise (higher perplexity, lower accuracy)."""
-    sign = 1.0 if row["metric"] == "perplexity" else -1.0
-    return sign * diff[0] - (diff[1] or 0.0) > 0
+    return _worse_sign(row) * diff[0] - (diff[1] or 0.0) > 0
 
 
 def _lost_share(row: dict[str, Any], fp: dict[str, Any]) -> tuple[float, float] | None:
     """(a): the share of fp32's gain over base that ``row``'s central model loses, and the upper
     end of its CI; None when fp32 gained nothing."""
-    sign = 1.0 if row["metric"] == "perplexity" else -1.0
+    sign = _worse_sign(row)
     gain = sign * (_log_if_ppl(fp, fp["base"]) - _log_if_ppl(fp, fp["central"][0]))
     if not gain > 0:
         return None

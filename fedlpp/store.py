@@ -89,18 +89,35 @@ class ResultStore:
         atomic_write_bytes(self.root / kind / f"{key}.safetensors", save(dict(arrays)))
 
 
+def shared_result(ctx: RunContext, kind: str, *, loaded: Mapping[str, torch.Tensor],
+                  data: Mapping[str, torch.Tensor], compute: Callable[[], Any],
+                  dump: Callable[[Any], Any] | None = None,
+                  load: Callable[[Any], Any] | None = None) -> Any:
+    """``compute()`` (a measurement of the run's model with ``loaded`` in it on encoded ``data``),
+    or the stored result of an identical one when the run has a store.
+
+    Results are JSON; with ``dump`` / ``load`` (to and from a dict of arrays) safetensors.
+    """
+    store: ResultStore | None = ctx.store
+    model = model_key(ctx, loaded) if store else None
+    if model is None:
+        return compute()
+    key = content_key(model=model, data=tensors_key(data), task=ctx.dataset.task,
+                      batch_size=ctx.cfg.eval.batch_size)
+    arrays = dump is not None
+    found = store.get_arrays(kind, key) if arrays else store.get_json(kind, key)
+    if found is not None:
+        return load(found) if load else found
+    result = compute()
+    if arrays:
+        store.put_arrays(kind, key, dump(result))
+    else:
+        store.put_json(kind, key, result)
+    return result
+
+
 def shared_utility(ctx: RunContext, loaded: Mapping[str, torch.Tensor],
                    compute: Callable[[], dict[str, float]]) -> dict[str, float]:
     """``compute()`` (utility on the run's test records with ``loaded`` in the model), or the
     stored result of an identical evaluation when the run has a store."""
-    store: ResultStore | None = getattr(ctx, "store", None)
-    model = model_key(ctx, loaded) if store else None
-    if model is None:
-        return compute()
-    key = content_key(model=model, data=tensors_key(ctx.test_data), task=ctx.dataset.task,
-                      batch_size=ctx.cfg.eval.batch_size)
-    found = store.get_json("utility", key)
-    if found is None:
-        found = compute()
-        store.put_json("utility", key, found)
-    return found
+    return shared_result(ctx, "utility", loaded=loaded, data=ctx.test_data, compute=compute)
