@@ -17,12 +17,11 @@ import torch
 
 from attacks.signals import SampleSignals, compute_signals
 from fedlpp.errors import FedlppError
-from fedlpp.evaluate import utility
-from fedlpp.federation.setup import RunContext, prepare_run
+from fedlpp.federation.context import RunContext, prepare_run
 from fedlpp.federation.trace import TraceReader
 from fedlpp.models import load_state
 from fedlpp.quant import quantizer_for
-from fedlpp.store import ResultStore, shared_result, shared_utility, tensors_key
+from fedlpp.store import ResultStore, tensors_key
 
 THREAT_MODELS = ("outsider", "client", "colluding", "server")
 
@@ -72,12 +71,7 @@ class AttackContext:
     def utility(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """Utility on the run's test records, exactly as the run measured central and proxy
         (the same measurement, shared through the run's store when it has one)."""
-        def compute() -> dict[str, float]:
-            with self.loaded(tensors) as model:
-                return utility(model, self.run.test_data, task=self.task,
-                               batch_size=self.trace.config.eval.batch_size)
-
-        return shared_utility(self.run, {**self.private_base, **tensors}, compute)
+        return self.run.utility({**self.private_base, **tensors})
 
     # --- records and signals -----------------------------------------------------------------
     def encode(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -102,8 +96,8 @@ class AttackContext:
                                            task=self.task,
                                            batch_size=self.trace.config.eval.batch_size)
 
-            self._signals[key] = shared_result(
-                self.run, "signals", loaded={**self.private_base, **tensors},
+            self._signals[key] = self.run.shared(
+                "signals", loaded={**self.private_base, **tensors},
                 data=self.encode(indices), compute=compute, dump=SampleSignals.to_arrays,
                 load=SampleSignals.from_arrays)
         return self._signals[key]

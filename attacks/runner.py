@@ -21,7 +21,7 @@ from attacks.context import AttackContext, Observation
 from attacks.metrics import calibration_check, membership_metrics, param_rel_error, recovered_gain
 from fedlpp.config import merge, parse_set
 from fedlpp.errors import FedlppError
-from fedlpp.federation.trace import atomic_write_json
+from fedlpp.io import atomic_write_json
 from fedlpp.meta import provenance
 from fedlpp.registry import make_config
 

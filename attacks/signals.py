@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedlpp.evaluate import scoring_batches
+from fedlpp.data.batching import scoring_batches
 
 
 @dataclass

@@ -66,7 +66,7 @@ def main() -> int:
                  bits=[int(b) for b in args.bits.split(",")], seed=args.seed)
     print(f"{len(suite.cells)} cells: {[c.labels for c in suite.cells]}")
     from benchmarks.runner import _init_worker
-    from fedlpp.federation.setup import prepare_run
+    from fedlpp.federation.context import prepare_run
 
     _init_worker()
     prepare_run(suite.cells[0].config)  # warm-up, untimed: imports, model and data files

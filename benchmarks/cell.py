@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.matrix import AttackPlan, Cell
-from fedlpp.federation.trace import atomic_write_json
+from fedlpp.io import atomic_write_json
 from fedlpp.meta import provenance
 
 
@@ -80,8 +80,8 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False,
     """
     from attacks.context import AttackContext
     from attacks.runner import run_attacks
-    from fedlpp.federation.server import run_federation
-    from fedlpp.federation.setup import prepare_run
+    from fedlpp.federation.context import prepare_run
+    from fedlpp.federation.simulator import run_federation
     from fedlpp.store import ResultStore
 
     t0 = time.perf_counter()

@@ -101,7 +101,7 @@ def _choice_items(key: str, value: Any) -> tuple[list[tuple[list[str], Any]], An
 def _check_names(config: RunConfig, *, where: str) -> None:
     """Cheap checks that need no model: plugin names and quantizer options."""
     from fedlpp.data import DATASETS
-    from fedlpp.federation.setup import quantizer_from
+    from fedlpp.federation.context import quantizer_from
     from fedlpp.models import MODELS
 
     try:

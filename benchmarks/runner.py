@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from benchmarks.cell import cell_path, run_cell, store_dir
 from benchmarks.matrix import Cell, Suite
 from fedlpp.errors import FedlppError
-from fedlpp.federation.trace import atomic_write_json
+from fedlpp.io import atomic_write_json
 
 
 def finished(out: Path, cell_id: str) -> bool:

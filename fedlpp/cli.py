@@ -22,11 +22,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _registries() -> dict:
+    from fedlpp.adversaries import ADVERSARIES, load_builtins
+    from fedlpp.aggregators import AGGREGATORS, build_aggregator
     from fedlpp.data import DATASETS
+    from fedlpp.defenses import DEFENSES
+    from fedlpp.methods import METHODS, build_method
     from fedlpp.models import MODELS
     from fedlpp.quant import QUANTIZERS
 
-    return {"quantizers": QUANTIZERS, "datasets": DATASETS, "models": MODELS}
+    load_builtins()
+    build_aggregator({"name": "mean"}), build_method("fedlpp")  # import the built-ins
+    return {"quantizers": QUANTIZERS, "datasets": DATASETS, "models": MODELS,
+            "methods": METHODS, "aggregators": AGGREGATORS, "defenses": DEFENSES,
+            "adversaries": ADVERSARIES}
 
 
 def _ls_attacks() -> None:
@@ -57,6 +65,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for name in reg.names():
             doc = (reg.get(name).__doc__ or "").strip().splitlines()
             print(f"  {name:<16} {doc[0] if doc else ''}")
+        if not reg.names():
+            print("  (none registered)")
     return 0
 
 
@@ -76,19 +86,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if _finished(done) and not args.overwrite:
         raise FedlppError(f"--out {str(out)!r} already holds a finished run (result.json); "
                           "choose another directory or pass --overwrite")
-    from fedlpp.federation.server import run_federation
-    from fedlpp.federation.trace import atomic_write_json
+    from fedlpp.federation.simulator import RunFailed, run_federation
+    from fedlpp.io import atomic_write_json
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg.to_dict())
     try:
         result = run_federation(cfg, out=out, quiet=args.quiet)
-    except FedlppError:
-        raise
-    except Exception as exc:  # a crash: keep a failed result, never a silent half run
-        atomic_write_json(done, {"status": "failed", "config": cfg.to_dict(),
-                                 "error": f"{type(exc).__name__}: {exc}"})
-        raise
+    except RunFailed as exc:  # not a bad input (exit 2): the run started, then failed
+        print(f"error: {exc} (recorded in {done})", file=sys.stderr)
+        return 1
     final = result["final"]
     print(json.dumps({"final": final, "comm": result["comm"]}, indent=2))
     print(f"wrote {done}")
@@ -178,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     bsub.add_parser("ls", help="list the shipped suites")
     b.set_defaults(func=cmd_bench)
     ls = sub.add_parser("ls", help="list registered plugins")
-    ls.add_argument("kind", nargs="?", choices=["quantizers", "datasets", "models", "attacks"])
+    ls.add_argument("kind", nargs="?", choices=["quantizers", "datasets", "models", "methods",
+                                             "aggregators", "defenses", "adversaries",
+                                             "attacks"])
     ls.set_defaults(func=cmd_ls)
     return p
 
@@ -201,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback (FEDLPP_DEBUG=1 shows it)
+        if os.environ.get("FEDLPP_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+              "(set FEDLPP_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -109,6 +109,9 @@ class FedConfig:
     weight_decay: float = 0.0
     server_lr: float = 1.0
     aggregation: Literal["straight_through", "replace"] = "straight_through"
+    method: str = "fedlpp"  # training method (fedlpp.methods registry)
+    # the server rejects an update whose L2 distance from the broadcast exceeds this; 0 = no bound
+    max_update_norm: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.num_clients >= 1, "fed.num_clients", self.num_clients, ">= 1")
@@ -120,6 +123,8 @@ class FedConfig:
         _check(self.batch_size >= 1, "fed.batch_size", self.batch_size, ">= 1")
         _check(self.lr > 0, "fed.lr", self.lr, "> 0")
         _check(self.server_lr > 0, "fed.server_lr", self.server_lr, "> 0")
+        _check(self.max_update_norm >= 0, "fed.max_update_norm", self.max_update_norm,
+               ">= 0 (0 = no bound)")
 
 
 @dataclass
@@ -157,9 +162,29 @@ class RunConfig:
     fed: FedConfig = field(default_factory=FedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     trace: TraceConfig = field(default_factory=TraceConfig)
+    # plugin tables: {name = ..., option = value}; adversaries name a `behaviour` instead
+    aggregator: dict[str, Any] = field(default_factory=lambda: {"name": "mean"})
+    defenses: list[dict[str, Any]] = field(default_factory=list)
+    adversaries: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_plugins(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_plugins(cfg: RunConfig) -> None:
+    """Build every plugin the config names once, so a bad name or option fails at load time."""
+    from fedlpp.adversaries import build_adversaries  # plugins import config: import late
+    from fedlpp.aggregators import build_aggregator
+    from fedlpp.defenses import build_defenses
+    from fedlpp.methods import build_method
+
+    build_method(cfg.fed.method)
+    build_aggregator(cfg.aggregator)
+    build_defenses(cfg.defenses)
+    build_adversaries(cfg.adversaries, num_clients=cfg.fed.num_clients)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -175,6 +200,8 @@ def _type_ok(value: Any, tp: Any) -> bool:
     if origin is list:
         (inner,) = typing.get_args(tp)
         return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
     if tp is type(None):
         return value is None
     if tp is float:
@@ -187,6 +214,10 @@ def _type_ok(value: Any, tp: Any) -> bool:
 def _describe(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is dict:
+        return "a table"
+    if typing.get_origin(tp) is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
     return getattr(tp, "__name__", str(tp)).replace("NoneType", "None")
 
 

@@ -8,24 +8,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-LOGITS_BUDGET = 16 * 2**20  # bytes of float32 logits one scoring batch may hold
-
-
-def scoring_batches(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *, task: str,
-                    batch_size: int):
-    """Yield padding-trimmed batches of ``data`` for scoring, in order.
-
-    For ``lm`` the batch is also capped so its logits (rows x length x vocab floats) stay within
-    ``LOGITS_BUDGET``: with a large vocabulary the logits, not the model, set the peak memory.
-    """
-    from fedlpp.federation.client import trim
-
-    n, width = int(data["input_ids"].shape[0]), int(data["input_ids"].shape[1])
-    vocab = getattr(getattr(model, "config", None), "vocab_size", None) if task == "lm" else None
-    if vocab:
-        batch_size = max(1, min(batch_size, LOGITS_BUDGET // (4 * max(width, 1) * vocab)))
-    for start in range(0, n, batch_size):
-        yield trim({k: v[start : start + batch_size] for k, v in data.items()})
+from fedlpp.data.batching import scoring_batches, trim
 
 
 @torch.no_grad()
@@ -74,8 +57,6 @@ def utility(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *, task: s
 
 def lora_gradient(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The loss gradient w.r.t. the trainable (LoRA) tensors on ``batch``, flattened."""
-    from fedlpp.federation.client import trim
-
     params = [p for p in model.parameters() if p.requires_grad]
     was_training = model.training
     model.eval()  # no dropout: the two gradients must differ only by the weights

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -66,6 +66,30 @@ class Registry:
         """Instantiate plugin ``name`` with its ``Config`` dataclass made from ``kwargs``."""
         cls = self.get(name)
         return cls(make_config(cls.Config, kwargs, where=f"{self.kind} '{name}'"))
+
+
+    def build_table(self, table: Any, *, where: str, key: str = "name") -> Any:
+        """Instantiate the plugin a config table names (``{key = "name", option = value, ...}``).
+
+        The table's other keys are the plugin's ``Config`` options, type-checked like every config
+        key; errors name the table, e.g. ``Invalid adversaries[0].fraction: 'x' (expected float)``.
+        """
+        from fedlpp.config import from_dict  # config does not import the registry: no cycle
+
+        if not isinstance(table, Mapping) or not isinstance(table.get(key), str):
+            raise FedlppError(f"Invalid {where}: {table!r} (expected a table with {key} = one of: "
+                              f"{', '.join(self.names()) or '(none registered)'})")
+        try:
+            cls = self.get(table[key])
+        except FedlppError as exc:
+            raise FedlppError(f"Invalid {where}.{key}: {exc}") from None
+        options = {k: v for k, v in table.items() if k != key}
+        try:
+            return cls(from_dict(cls.Config, options, prefix=f"{where}."))
+        except FedlppError as exc:  # a value check in the plugin's Config: say which table
+            if where in str(exc):
+                raise
+            raise FedlppError(f"{where}: {exc}") from None
 
 
 def make_config(cls: type, values: dict[str, Any], *, where: str) -> Any:

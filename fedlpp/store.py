@@ -16,17 +16,14 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
-from fedlpp.federation.trace import atomic_write_bytes
-
-if TYPE_CHECKING:
-    from fedlpp.federation.setup import RunContext
+from fedlpp.io import atomic_write_bytes
 
 FORMAT = "store-v1"  # part of every key: a change in what is stored changes it
 
@@ -46,17 +43,6 @@ def content_key(**parts: Any) -> str:
     """The key of a result from the JSON-able ``parts`` it depends on."""
     material = json.dumps({"format": FORMAT, **parts}, sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()[:32]
-
-
-def model_key(ctx: RunContext, loaded: Mapping[str, torch.Tensor]) -> str | None:
-    """The key of the run's model with ``loaded`` as its private tensors; None when ``loaded``
-    does not set every private tensor (the model's state would depend on earlier loads)."""
-    private = [*ctx.trainable, *ctx.static]
-    if not set(private) <= set(loaded):
-        return None
-    config = ctx.cfg.to_dict()
-    return content_key(model=config["model"], lora=config["lora"],
-                       tensors=tensors_key({n: loaded[n] for n in private}))
 
 
 class ResultStore:
@@ -89,21 +75,27 @@ class ResultStore:
         atomic_write_bytes(self.root / kind / f"{key}.safetensors", save(dict(arrays)))
 
 
-def shared_result(ctx: RunContext, kind: str, *, loaded: Mapping[str, torch.Tensor],
+def shared_result(store: ResultStore | None, kind: str, *, model: str | None,
                   data: Mapping[str, torch.Tensor], compute: Callable[[], Any],
                   dump: Callable[[Any], Any] | None = None,
-                  load: Callable[[Any], Any] | None = None) -> Any:
-    """``compute()`` (a measurement of the run's model with ``loaded`` in it on encoded ``data``),
-    or the stored result of an identical one when the run has a store.
+                  load: Callable[[Any], Any] | None = None, **parts: Any) -> Any:
+    """``compute()`` (a measurement of a model on encoded ``data``), or the stored result of an
+    identical one.
 
-    Results are JSON; with ``dump`` / ``load`` (to and from a dict of arrays) safetensors.
+    Args:
+        store: where results are shared; None computes.
+        kind: what is measured (``"utility"``, ``"signals"``), a folder of the store.
+        model: the model's key (its identity and every private tensor loaded), or None when the
+            model's state is not fully known: then nothing is read or stored.
+        data: the encoded records measured on.
+        compute: makes the result.
+        dump, load: to and from a dict of arrays (stored as safetensors); results are JSON
+            without them.
+        parts: anything else the result depends on (task, batch size), JSON-able.
     """
-    store: ResultStore | None = ctx.store
-    model = model_key(ctx, loaded) if store else None
-    if model is None:
+    if store is None or model is None:
         return compute()
-    key = content_key(model=model, data=tensors_key(data), task=ctx.dataset.task,
-                      batch_size=ctx.cfg.eval.batch_size)
+    key = content_key(model=model, data=tensors_key(data), **parts)
     arrays = dump is not None
     found = store.get_arrays(kind, key) if arrays else store.get_json(kind, key)
     if found is not None:
@@ -114,10 +106,3 @@ def shared_result(ctx: RunContext, kind: str, *, loaded: Mapping[str, torch.Tens
     else:
         store.put_json(kind, key, result)
     return result
-
-
-def shared_utility(ctx: RunContext, loaded: Mapping[str, torch.Tensor],
-                   compute: Callable[[], dict[str, float]]) -> dict[str, float]:
-    """``compute()`` (utility on the run's test records with ``loaded`` in the model), or the
-    stored result of an identical evaluation when the run has a store."""
-    return shared_result(ctx, "utility", loaded=loaded, data=ctx.test_data, compute=compute)

@@ -127,16 +127,16 @@ def test_two_jobs_give_the_same_numbers_and_resume_skips_finished_cells(tmp_path
 
 
 def test_a_failing_cell_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
-    import fedlpp.federation.server as server
+    import fedlpp.federation.simulator as simulator
 
-    real = server.run_federation
+    real = simulator.run_federation
 
     def flaky(cfg, **kw):
         if cfg.quant.name == "none":
             raise RuntimeError("disk on fire")
         return real(cfg, **kw)
 
-    monkeypatch.setattr(server, "run_federation", flaky)
+    monkeypatch.setattr(simulator, "run_federation", flaky)
     results = run_suite(load_suite(SUITE), out=tmp_path, jobs=1, quiet=True)
     status = sorted(r["status"] for r in results)
     assert status == ["failed", "failed", "ok", "ok"]

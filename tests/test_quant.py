@@ -83,11 +83,13 @@ def test_bytes_and_meta_roundtrip(name):
 @pytest.mark.parametrize("name", ["nf", "uniform", "stochastic", "bnb-nf4", "bnb-fp4", "bnb-int8"])
 @pytest.mark.parametrize("numel", [1, 63, 64, 65, 1000, 4096])
 def test_wire_size_formula(name, numel):
+    # codes of the real values only (a partial last block sends no padding codes), one scale
+    # per block
     q = build_quantizer(name)
     packed = q.quantize(randn(numel), seed=0)
     n_blocks = math.ceil(numel / q.block_size)
-    n_padded = n_blocks * q.block_size
-    assert len(packed.to_bytes()) == math.ceil(n_padded * q.bits / 8) + 4 * n_blocks
+    assert len(packed.to_bytes()) == math.ceil(numel * q.bits / 8) + 4 * n_blocks
+    assert packed.codes.numel() == packed.codes_needed and packed.scales.numel() == n_blocks
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
@@ -97,7 +99,7 @@ def test_grid_wire_size_every_width(bits, block_size):
         q = build_quantizer(name, bits=bits, block_size=block_size)
         packed = q.quantize(randn(333), seed=0)
         n_blocks = math.ceil(333 / block_size)
-        assert packed.nbytes == math.ceil(n_blocks * block_size * bits / 8) + 4 * n_blocks
+        assert packed.nbytes == math.ceil(333 * bits / 8) + 4 * n_blocks
 
 
 @pytest.mark.parametrize("name", GRID)

@@ -29,10 +29,44 @@ def test_nf4_dequantized_values_equal_bnb(block_size, numel):
     # midpoints, same tie rule and the same codebook values, so the same codes and products
     assert torch.equal(ours.fake_quantize(x), reference)
     assert torch.equal(build_quantizer("bnb-nf4", block_size=block_size).fake_quantize(x), reference)
-    if numel % block_size == 0:  # no padding: the payload bytes are bnb's bytes too
-        payload = ours.quantize(x)
-        assert torch.equal(payload.codes, packed.reshape(-1))
-        assert torch.equal(payload.scales, state.absmax)
+    # bnb packs exactly ceil(numel / 2) bytes too, so the payload bytes are bnb's bytes, but
+    # for the low nibble of an odd numel's last byte: bnb's padding code, our zero
+    expected = packed.reshape(-1).clone()
+    if numel % 2:
+        expected[-1] &= 0xF0
+    for payload in (ours.quantize(x), build_quantizer("bnb-nf4", block_size=block_size).quantize(x)):
+        assert torch.equal(payload.codes, expected)
+        # the same absmax, except that bnb 0.50.2 stores an all-zero *partial* block's absmax
+        # as its clamp 1e-38 (a whole zero block as 0, like us)
+        assert torch.equal(payload.scales.clamp(min=1e-38), state.absmax.clamp(min=1e-38))
+
+
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+@pytest.mark.parametrize("numel", [1, 2, 63, 64, 65, 1001])
+def test_4bit_codes_equal_bnb_bytes(quant_type, numel):
+    # bnb on the unpadded vector gives ceil(numel / 2) bytes; when numel is odd the last low
+    # nibble is the code of a 0.0 padding value (nf4: 0x7, fp4: 0x0), which we send as zero
+    x = randn(numel, seed=numel) + 0.5
+    packed, state = bnbf.quantize_4bit(x, blocksize=64, quant_type=quant_type)
+    expected = packed.reshape(-1).clone()
+    assert expected.numel() == (numel + 1) // 2
+    if numel % 2:
+        zero_code = {"nf4": 0x7, "fp4": 0x0}[quant_type]
+        assert int(expected[-1]) & 0x0F == zero_code
+        expected[-1] &= 0xF0
+    for name in ("bnb-" + quant_type, *(("nf",) if quant_type == "nf4" else ())):
+        payload = build_quantizer(name, bits=4).quantize(x)
+        assert torch.equal(payload.codes, expected), name
+        assert torch.equal(payload.scales, state.absmax), name
+
+
+@pytest.mark.parametrize("numel", [1, 63, 65, 1001])
+def test_int8_codes_equal_bnb_bytes(numel):
+    x = randn(numel, seed=numel)
+    codes, state = bnbf.quantize_blockwise(x, blocksize=64)
+    payload = build_quantizer("bnb-int8").quantize(x)
+    assert payload.codes.numel() == numel
+    assert torch.equal(payload.codes, codes) and torch.equal(payload.scales, state.absmax)
 
 
 def test_nf4_2d_and_half_inputs_equal_bnb():

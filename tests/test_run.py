@@ -9,8 +9,8 @@ from conftest import run_tiny
 from safetensors.torch import load_file
 
 from fedlpp.config import load_config
-from fedlpp.federation.broadcast import decode_payload
-from fedlpp.federation.setup import quantizer_from
+from fedlpp.federation.context import quantizer_from
+from fedlpp.federation.wire import decode_payload
 
 
 def _metrics(result):
@@ -101,23 +101,12 @@ def test_straight_through_moves_master_by_client_progress(tmp_path):
         assert torch.allclose(after[name], expected, atol=1e-6), name
 
 
-def test_bad_update_is_rejected_and_named(tmp_path, monkeypatch):
-    import fedlpp.federation.server as server
-
-    real = server.client_update
-
-    def poisoned(**kw):
-        upd = real(**kw)
-        if kw["client"] == 1:
-            name = next(iter(upd.tensors))
-            upd.tensors[name] = torch.full_like(upd.tensors[name], float("nan"))
-        return upd
-
-    monkeypatch.setattr(server, "client_update", poisoned)
-    result, _ = run_tiny(tmp_path)
+def test_bad_update_is_rejected_and_named(tmp_path):
+    result, _ = run_tiny(tmp_path, 'adversaries=[{behaviour = "nan", clients = [1]}]')
     for row in result["rounds"]:
         assert [r["client"] for r in row["rejected"]] == [1]
         assert "non-finite" in row["rejected"][0]["reason"]
+        assert row["refused"] is None
     assert math.isfinite(result["final"]["central"]["loss"])
 
 

@@ -5,14 +5,14 @@ import pytest
 from conftest import TINY, run_tiny
 
 import attacks.context as context_module
-import fedlpp.federation.server as server_module
+import fedlpp.federation.context as context_run
 from attacks.context import AttackContext
 from attacks.runner import run_attacks
 from attacks.signals import SampleSignals
 from fedlpp.config import load_config
-from fedlpp.federation.server import run_federation
-from fedlpp.federation.setup import prepare_run
-from fedlpp.store import ResultStore, model_key
+from fedlpp.federation.context import prepare_run
+from fedlpp.federation.simulator import run_federation
+from fedlpp.store import ResultStore
 
 
 def _same(a: SampleSignals, b: SampleSignals) -> bool:
@@ -70,7 +70,7 @@ def test_a_second_run_reads_the_shared_base_signals_instead_of_scoring(two_runs,
         other.signals(other.initial, [0, 3, 5])
     # a partial state (what it leaves in place is not in its key) is never stored
     partial = dict(list(other.initial.items())[1:])
-    assert model_key(other.run, partial) is None
+    assert other.run.model_key(partial) is None
 
 
 def test_attacks_with_a_store_give_the_numbers_without_it(two_runs, tmp_path):
@@ -103,7 +103,7 @@ def test_a_run_reads_the_base_evaluation_another_run_stored(tmp_path, monkeypatc
     assert store.hits == 1  # the base model of the same seed: the same evaluation
     assert shared["final"] == alone["final"] and shared["rounds"] == alone["rounds"]
     # a hit skips the evaluation itself
-    monkeypatch.setattr(server_module, "utility", lambda *a, **k: pytest.fail("evaluated"))
+    monkeypatch.setattr(context_run, "utility", lambda *a, **k: pytest.fail("evaluated"))
     with pytest.raises(pytest.fail.Exception, match="evaluated"):
         run(4, shared=True)  # the base comes from the store; the trained model does not
     assert store.hits == 2

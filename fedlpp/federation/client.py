@@ -1,28 +1,31 @@
-"""Client side of a round: start from the dequantized proxy, train LoRA locally, return it.
+"""The client step of a round: decode the broadcast -> load it -> train LoRA locally -> encode
+the upload. What comes back is bytes, exactly what the client sends.
 
-The model object is shared by every simulated client (the base is loaded once); only the
-private tensors are swapped in, so a client's state is exactly what it received.
+The simulated clients of a process share one model (the base is loaded once); only the private
+tensors are swapped in, so a client's state is exactly what it received.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 
+from fedlpp.adversaries import Adversary
 from fedlpp.config import FedConfig
-from fedlpp.federation.aggregate import ClientUpdate
+from fedlpp.data.batching import batch_slices, trim
+from fedlpp.defenses import Defense, Trainer
+from fedlpp.federation.records import LocalUpdate, Upload
+from fedlpp.federation.wire import Layout, decode_body, encode_upload
 from fedlpp.models import load_state, trainable_state
+from fedlpp.quant import Quantizer
+from fedlpp.seeding import derive_seed, seed_torch, torch_generator
 
-
-@dataclass
-class StepTimer:
-    """Seconds spent inside optimizer steps (forward, backward, update), for overhead accounting."""
-
-    seconds: float = 0.0
+StepCallback = Callable[[float, float], None]  # (loss, seconds spent in the step)
 
 
 def num_local_steps(fed: FedConfig, *, num_examples: int) -> int:
@@ -32,44 +35,21 @@ def num_local_steps(fed: FedConfig, *, num_examples: int) -> int:
     return max(1, math.ceil(fed.local_epochs * num_examples / fed.batch_size))
 
 
-def batch_slices(n: int, *, batch_size: int, steps: int, generator: torch.Generator):
-    """Yield ``steps`` index batches: seeded shuffles, each example once per pass."""
-    order = torch.randperm(n, generator=generator)
-    pos = 0
-    for _ in range(steps):
-        if pos + batch_size > n and pos > 0:
-            order, pos = torch.randperm(n, generator=generator), 0
-        idx = order[pos : pos + batch_size]
-        pos += batch_size
-        yield idx
-
-
-def trim(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop padding columns that every row of the batch pads, so no compute goes to them."""
-    mask = batch["attention_mask"]
-    width = int(mask.sum(dim=1).max().item()) if mask.numel() else 0
-    width = max(width, 1)
-    out = {}
-    for key, value in batch.items():
-        out[key] = value[:, :width] if value.dim() == 2 and value.shape[1] == mask.shape[1] else value
-    return out
-
-
 def local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], steps: int,
                 batch_size: int, lr: float, weight_decay: float = 0.0, seed: int,
-                timer: StepTimer | None = None,
-                on_step: Callable[[float], None] | None = None,
+                on_step: StepCallback | None = None,
                 project: Callable[[], None] | None = None) -> list[float]:
     """AdamW on the model's trainable tensors for ``steps`` seeded batches of ``data``.
 
     Shared by honest clients and by attacks that keep training (``project`` is called after each
-    step, e.g. to clamp parameters into a box). Returns the per-step losses.
+    step, e.g. to clamp parameters into a box). ``on_step`` gets each step's loss and seconds.
+    Returns the per-step losses.
     """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout, if configured
+    gen = torch_generator(seed)
+    seed_torch(seed)  # dropout, if configured
     n = int(data["input_ids"].shape[0])
     losses: list[float] = []
     for idx in batch_slices(n, batch_size=batch_size, steps=steps, generator=gen):
@@ -82,50 +62,101 @@ def local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], ste
         if project is not None:
             with torch.no_grad():
                 project()
-        if timer is not None:
-            timer.seconds += time.perf_counter() - t0
         losses.append(float(loss.detach()))
         if on_step is not None:
-            on_step(losses[-1])
+            on_step(losses[-1], time.perf_counter() - t0)
     return losses
 
 
-def client_update(*, client: int, model: torch.nn.Module, proxy: Mapping[str, torch.Tensor],
-                  data: Mapping[str, torch.Tensor], fed: FedConfig, seed: int,
-                  timer: StepTimer | None = None,
-                  on_step: Callable[[float], None] | None = None) -> ClientUpdate:
-    """Run one client's local training from the broadcast proxy.
+class LocalModel:
+    """A client's model: loads a broadcast payload into it, decoding only what it must.
+
+    A payload is decoded once however many simulated clients train from it. A frozen tensor
+    (scope ``full``'s base weights) is neither decoded nor loaded again while its bytes are
+    those last loaded and nothing else wrote into the model (its version counter is unchanged).
+    """
+
+    def __init__(self, model: torch.nn.Module, *, layout: Layout, quantizer: Quantizer) -> None:
+        self.model, self.layout, self.quantizer = model, layout, quantizer
+        self._targets = dict(model.named_parameters(remove_duplicate=False))
+        self._frozen = {n for n in layout.names if n in self._targets
+                        and not self._targets[n].requires_grad}
+        self._payload: bytes | None = None
+        self._trainable: dict[str, torch.Tensor] = {}
+        self._frozen_packed: dict[str, Any] = {}
+        self._loaded: dict[str, tuple[bytes, int]] = {}  # frozen name -> (bytes, version)
+
+    def receive(self, payload: bytes) -> dict[str, torch.Tensor]:
+        """Load ``payload`` into the model; returns the decoded trainable tensors."""
+        if payload is not self._payload:
+            packed = decode_body(payload, layout=self.layout)
+            self._trainable = {n: self.quantizer.dequantize(p) for n, p in packed.items()
+                               if n not in self._frozen}
+            self._frozen_packed = {n: p for n, p in packed.items() if n in self._frozen}
+            self._payload = payload
+        for name, p in self._frozen_packed.items():
+            raw, param = p.to_bytes(), self._targets[name]
+            if self._loaded.get(name) != (raw, param._version):
+                load_state(self.model, {name: self.quantizer.dequantize(p)})
+                self._loaded[name] = (raw, param._version)
+        load_state(self.model, self._trainable)
+        return self._trainable
+
+
+def encode_update(update: LocalUpdate, *, quantizer: Quantizer, seed: int) -> bytes:
+    """An upload message of ``update`` under the upload quantizer (fp32 for ``none``)."""
+    packed = {n: quantizer.quantize(t, seed=derive_seed(seed, i))
+              for i, (n, t) in enumerate(update.tensors.items())}
+    layout = Layout.of(update.tensors, quantizer=quantizer)
+    return encode_upload(packed, layout=layout, num_examples=update.num_examples,
+                         train_loss=update.train_loss)
+
+
+def client_round(*, client: int, rnd: int, payload: bytes, local: LocalModel,
+                 data: Mapping[str, torch.Tensor], fed: FedConfig, uploader: Quantizer, seed: int,
+                 defenses: Sequence[Defense] = (), adversaries: Sequence[Adversary] = (),
+                 on_step: StepCallback | None = None) -> Upload:
+    """One client's round: decode -> load -> train -> encode; returns what it sends.
 
     Args:
-        client: the client's id (recorded in the update).
-        model: the shared peft model; its private tensors are overwritten with ``proxy``.
-        proxy: dequantized broadcast (LoRA A/B and heads; base linear weights in scope ``full``).
-        data: the client's encoded member records (``input_ids``, ``attention_mask``, ``labels``).
+        client, rnd: who and when (they seed the batch order, the upload quantizer and any
+            adversarial behaviour, so a client's step is reproducible).
+        payload: the broadcast bytes as received.
+        local: the client's model (shared by the simulated clients of a process).
+        data: the client's encoded member records.
         fed: local training hyperparameters.
-        seed: seeds batch order and any dropout, so a client's step is reproducible.
-        timer: accumulates seconds spent in training steps.
-        on_step: called with the loss after each step (progress display).
+        uploader: the upload quantizer.
+        seed: the run seed.
+        defenses: their ``around_training`` hooks wrap the local trainer.
+        adversaries: behaviours that apply to this client and round edit its result.
+        on_step: called with each step's loss and seconds.
+
+    A client that raises is reported as failed (``Upload.error``), never ending the run.
     """
-    load_state(model, proxy)
-    n = int(data["input_ids"].shape[0])
-    losses = local_train(model=model, data=data, steps=num_local_steps(fed, num_examples=n),
-                         batch_size=fed.batch_size, lr=fed.lr, weight_decay=fed.weight_decay,
-                         seed=seed, timer=timer, on_step=on_step)
-    return ClientUpdate(client=client, tensors=trainable_state(model), num_examples=n,
-                        train_loss=sum(losses) / len(losses))
+    try:
+        received = local.receive(payload)
+        train: Trainer = local_train
+        for d in defenses:
+            train = d.around_training(train)
+        n = int(data["input_ids"].shape[0])
+        losses = train(model=local.model, data=data, steps=num_local_steps(fed, num_examples=n),
+                       batch_size=fed.batch_size, lr=fed.lr, weight_decay=fed.weight_decay,
+                       seed=derive_seed(seed, rnd, client), on_step=on_step)
+        update = LocalUpdate(tensors=trainable_state(local.model), num_examples=n,
+                             train_loss=sum(losses) / len(losses))
+        acting = [a for a in adversaries if a.acts(client=client, rnd=rnd)]
+        rng = torch_generator(derive_seed(seed, rnd, client, 2))
+        for a in acting:
+            update = a.tamper_update(update, received=received, rng=rng)
+        message = encode_update(update, quantizer=uploader, seed=derive_seed(seed, rnd, client, 1))
+        byte_rng = np.random.default_rng(derive_seed(seed, rnd, client, 3))
+        for a in acting:
+            message = a.tamper_message(message, rng=byte_rng)
+        return Upload(client=client, data=message)
+    except Exception as exc:  # noqa: BLE001 - a broken client is named by the server, the run goes on
+        return Upload(client=client, data=None, error=_one_line(exc))
 
 
-def pack_upload(tensors: Mapping[str, torch.Tensor], *, quantizer, seed: int):
-    """Quantize a client's update for the uplink; returns (what the server decodes, bytes sent).
-
-    With the ``none`` quantizer at 32 bits this is the raw float32 update.
-    """
-    from fedlpp.federation.broadcast import derive_seed
-
-    received: dict[str, torch.Tensor] = {}
-    nbytes = 0
-    for i, (name, t) in enumerate(tensors.items()):
-        packed = quantizer.quantize(t, seed=derive_seed(seed, i))
-        nbytes += packed.nbytes
-        received[name] = quantizer.dequantize(packed)
-    return received, nbytes
+def _one_line(exc: Any) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"

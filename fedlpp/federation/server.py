@@ -1,173 +1,195 @@
-"""The in-process FedLPP simulator: one round loop, read top to bottom.
+"""The FedLPP server: the full-precision master, its quantized broadcasts, and aggregation of
+the clients' uploads into a straight-through update.
 
-The loop only calls the engine-agnostic pieces (``make_broadcast``, ``client_update``,
-``validate_update`` / ``weighted_mean`` / ``apply_update``), which a Flower strategy reuses.
+Engine-agnostic: the in-process simulator and a Flower strategy drive the same object through
+two calls, ``broadcast(rnd)`` and ``aggregate(rnd, uploads)``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from fedlpp.config import RunConfig
-from fedlpp.evaluate import utility
-from fedlpp.federation.aggregate import RunningMean, apply_update, validate_update
-from fedlpp.federation.broadcast import derive_seed, encode_payload, make_broadcast
-from fedlpp.federation.client import StepTimer, client_update, num_local_steps, pack_upload
-from fedlpp.federation.setup import RunContext, prepare_run
-from fedlpp.federation.trace import TraceWriter, atomic_write_json
-from fedlpp.meta import provenance
-from fedlpp.models import load_state
-from fedlpp.store import shared_utility
+from fedlpp.aggregators import build_aggregator
+from fedlpp.config import FedConfig
+from fedlpp.defenses import Defense, Rejected
+from fedlpp.errors import FedlppError
+from fedlpp.federation.aggregate import (
+    apply_update,
+    contribution_limit,
+    delta_norm,
+    max_abs,
+    non_finite,
+    overflow_culprits,
+    validate_update,
+)
+from fedlpp.federation.broadcast import Broadcast, make_broadcast
+from fedlpp.federation.records import Upload, Verdict
+from fedlpp.federation.wire import Layout, decode_upload
+from fedlpp.quant import Quantizer
+from fedlpp.seeding import derive_seed
 
 log = logging.getLogger("fedlpp")
 
 
-def sample_clients(*, num_clients: int, per_round: int, seed: int, rnd: int) -> list[int]:
-    """The clients of round ``rnd`` (all when ``per_round`` is 0), seeded, sorted."""
-    if per_round in (0, num_clients):
-        return list(range(num_clients))
-    rng = np.random.default_rng([seed, rnd])
-    return sorted(int(c) for c in rng.choice(num_clients, size=per_round, replace=False))
+class FedLPPServer:
+    """Owns the master (float32 private tensors), the expected update layout and the broadcasts.
 
-
-def evaluate_with(ctx: RunContext, tensors: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Utility of the shared model with ``tensors`` (master or proxy) loaded into it (read from
-    the run's store when another run already measured the same model on the same records)."""
-    def compute() -> dict[str, float]:
-        load_state(ctx.bundle.model, tensors)
-        return utility(ctx.bundle.model, ctx.test_data, task=ctx.dataset.task,
-                       batch_size=ctx.cfg.eval.batch_size)
-
-    return shared_utility(ctx, tensors, compute)
-
-
-def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool = True,
-                   ctx: RunContext | None = None) -> dict[str, Any]:
-    """Run FedLPP as configured, write ``out/result.json`` and the trace, return the result.
-
-    ``quiet`` hides the progress bar; ``echo`` prints one line per round; ``ctx`` is an already
-    prepared run (``prepare_run(cfg)``), e.g. to attack it afterwards with the same model.
+    Args:
+        master: private tensors, trainable ones first (LoRA A/B, heads), then ``static`` ones
+            (scope ``full``: base linear weights, broadcast but never trained).
+        reference: one trainable tensor of the expected name, shape and dtype per update tensor.
+        static: names in ``master`` that never change.
+        quantizer, uploader: the broadcast and the upload quantizers.
+        enrolled: each client's number of training examples, known from enrollment: an upload
+            claiming another count (its aggregation weight) is rejected.
+        fed: server learning rate, master update rule, norm bound.
+        aggregator: the config table of the aggregation rule.
+        defenses: hooks before the broadcast, on each update and after aggregation.
+        seed: the run seed (stochastic quantizers draw per round from it).
     """
-    t_start = time.perf_counter()
-    ctx = ctx or prepare_run(cfg)
-    fed, model = cfg.fed, ctx.bundle.model
-    trace = TraceWriter(out / "trace", payloads=cfg.trace.payloads, updates=cfg.trace.updates,
-                        masters=cfg.trace.masters)
-    trace.splits(ctx.splits.to_json())
 
-    # --- the full-precision master: private tensors in float32 (scope "full" adds the base) ---
-    state = model.state_dict()
-    master = {n: state[n].detach().float().clone() for n in ctx.trainable + ctx.static}
-    reference = {n: state[n].detach() for n in ctx.trainable}  # expected shape/dtype of updates
-    trace.private_base({n: master[n] for n in ctx.static})
-    cache: dict = {}
+    def __init__(self, *, master: dict[str, torch.Tensor], reference: Mapping[str, torch.Tensor],
+                 static: Sequence[str], quantizer: Quantizer, uploader: Quantizer,
+                 enrolled: Sequence[int], fed: FedConfig, aggregator: Any,
+                 defenses: Sequence[Defense] = (), seed: int) -> None:
+        self.master = master
+        self.reference = dict(reference)
+        self.static = frozenset(static)
+        self.quantizer, self.uploader = quantizer, uploader
+        self.enrolled = list(enrolled)
+        self.fed, self.aggregator, self.defenses, self.seed = fed, aggregator, list(defenses), seed
+        self.upload_layout = Layout.of(self.reference, quantizer=uploader)
+        # every weighted sum of accepted updates stays finite below this value bound
+        self.value_limit = contribution_limit(total_weight=float(sum(self.enrolled)))
+        self._static_cache: dict = {}
+        self._sent: dict[int, Broadcast] = {}
 
-    def broadcast(rnd: int):  # the payload of round `rnd`, from the master as it is now
-        return make_broadcast(master, quantizer=ctx.quantizer, seed=derive_seed(cfg.seed, rnd),
-                              cache=cache, static=frozenset(ctx.static))
+    @property
+    def trainable(self) -> dict[str, torch.Tensor]:
+        """The master's tensors that training changes."""
+        return {n: t for n, t in self.master.items() if n not in self.static}
 
-    t_base = time.perf_counter()
-    base = evaluate_with(ctx, master)  # round 0: no fine-tuning yet
-    base_eval_s = time.perf_counter() - t_base
-    upcoming = broadcast(1)
-    setup_s = time.perf_counter() - t_start
+    # --- server -> clients ---------------------------------------------------------------------
+    def broadcast(self, rnd: int) -> Broadcast:
+        """Round ``rnd``'s payload, made from the master as it is when first asked for."""
+        if rnd not in self._sent:
+            tensors: Mapping[str, torch.Tensor] = self.master
+            for d in self.defenses:
+                tensors = d.before_broadcast(rnd, tensors)
+            self._sent = {r: b for r, b in self._sent.items() if r >= rnd - 1}
+            self._sent[rnd] = make_broadcast(tensors, quantizer=self.quantizer, rnd=rnd,
+                                             seed=derive_seed(self.seed, rnd),
+                                             cache=self._static_cache, static=self.static)
+        return self._sent[rnd]
 
-    rounds: list[dict[str, Any]] = []
-    timing: list[dict[str, float]] = []
-    bar = tqdm(total=0, disable=quiet, desc=f"round 0/{fed.rounds}", unit="step", leave=False)
-    for rnd in range(1, fed.rounds + 1):
-        t_round = time.perf_counter()
-        bar.set_description(f"round {rnd}/{fed.rounds}")
-        # 1. sample this round's clients
-        clients = sample_clients(num_clients=fed.num_clients, per_round=fed.clients_per_round,
-                                 seed=cfg.seed, rnd=rnd)
-        bar.total += sum(num_local_steps(fed, num_examples=len(ctx.splits.members[c]))
-                         for c in clients)
-        # 2. broadcast: the master quantized and packed (made at the end of the last round)
-        sent = upcoming
-        trace.payload(rnd, encode_payload(sent.packed))
-        trace.master(rnd, {n: master[n] for n in ctx.trainable}, last=rnd == fed.rounds)
-        # 3. local training on every sampled client, from exactly what it received. The
-        #    received base weights (scope "full") are frozen, so they are loaded once per round
-        #    into the shared model; each client then swaps in only the trainable tensors.
-        load_state(model, {n: sent.proxy[n] for n in ctx.static})
-        received = {n: sent.proxy[n] for n in ctx.trainable}
-        timer, running, rejected, bytes_up = StepTimer(), RunningMean(), [], 0
-        losses, examples = [], []
-        for c in clients:
-            upd = client_update(client=c, model=model, proxy=received, data=ctx.client_data[c],
-                                fed=fed, seed=derive_seed(cfg.seed, rnd, c), timer=timer,
-                                on_step=lambda _loss: bar.update(1))
-            upd.tensors, upd.bytes_up = pack_upload(upd.tensors, quantizer=ctx.uploader,
-                                                    seed=derive_seed(cfg.seed, rnd, c, 1))
-            bytes_up += upd.bytes_up
-            # 4a. validate each update; a bad one is rejected and its client named
-            reason = validate_update(upd.tensors, reference=reference)
-            trace.update(rnd, c, upd.tensors, num_examples=upd.num_examples,
-                         accepted=reason is None, reason=reason)
-            if reason is None:  # 4b. into the weighted mean; the update itself is dropped
-                running.add(upd.tensors, weight=upd.num_examples)
-                losses.append(upd.train_loss)
-                examples.append(upd.num_examples)
+    # --- clients -> server ---------------------------------------------------------------------
+    def aggregate(self, rnd: int, uploads: Iterable[Upload], *,
+                  observe: Callable[[Verdict], None] | None = None) -> tuple[list[Verdict], dict | None]:
+        """Decode, check and aggregate round ``rnd``'s uploads, then update the master.
+
+        Uploads are taken one at a time and each accepted update goes straight into the
+        aggregate, so a round never holds every update. ``observe`` sees each verdict with its
+        decoded tensors (e.g. to write the trace) before they are dropped.
+
+        Returns:
+            The verdicts (without tensors), and ``None`` if the master was updated, else why the
+            round's update was refused and which clients caused it.
+        """
+        sent = self.broadcast(rnd)
+        received = {n: sent.proxy[n] for n in self.reference}
+        rule = build_aggregator(self.aggregator)
+        verdicts: list[Verdict] = []
+        reach: dict[int, float] = {}
+        for upload in uploads:
+            verdict = self.receive(rnd, upload, broadcast=received)
+            if verdict.accepted:
+                rule.add(verdict.tensors, weight=verdict.num_examples, client=verdict.client)
+                reach[verdict.client] = verdict.num_examples * max_abs(
+                    {n: t.double() - received[n].double() for n, t in verdict.tensors.items()})
             else:
-                rejected.append({"client": c, "reason": reason})
-                log.warning("round %d: rejected the update of client %d: %s", rnd, c, reason)
-        # 4c. straight-through update of the master
-        if running.count:
-            master = apply_update(master, mean=running.mean(), broadcast=sent.proxy,
-                                  server_lr=fed.server_lr, rule=fed.aggregation)
-        # 5. utility of the new master (central) and of its broadcast, i.e. exactly what a
-        #    client receives next round (proxy)
-        upcoming = broadcast(rnd + 1)
-        t_eval = time.perf_counter()
-        row: dict[str, Any] = {"round": rnd, "clients": clients, "rejected": rejected}
-        if rnd % cfg.eval.every == 0 or rnd == fed.rounds:
-            row["central"] = evaluate_with(ctx, master)
-            row["proxy"] = evaluate_with(ctx, upcoming.proxy)
-        eval_s = time.perf_counter() - t_eval
-        # 6. record
-        row.update(bytes_down=sent.nbytes * len(clients), bytes_down_per_client=sent.nbytes,
-                   bytes_up=bytes_up,
-                   train_loss=float(np.average(losses, weights=examples)) if losses else None)
-        rounds.append(row)
-        timing.append({"round_s": time.perf_counter() - t_round, "train_s": timer.seconds,
-                       "eval_s": eval_s})
-        if echo:
-            _print_round(row, task=ctx.dataset.task, write=bar.write if not quiet else print)
-    bar.close()
+                log.warning("round %d: rejected the update of client %d: %s", rnd,
+                            verdict.client, verdict.reason)
+            if observe is not None:
+                observe(verdict)
+            verdict.tensors = None
+            verdicts.append(verdict)
+        if verdicts and all(v.reason and v.reason.startswith("client failed") for v in verdicts):
+            raise RuntimeError(f"every client of round {rnd} failed; the first: {verdicts[0].reason}")
+        if not rule.count:
+            return verdicts, None
+        return verdicts, self._apply(rnd, rule.result(), received=received, reach=reach)
 
-    # --- final: the last master, its broadcast (what a client would hold), the base ---
-    trace.final_master({n: master[n] for n in ctx.trainable})
-    trace.final_payload(encode_payload(upcoming.packed))
-    last = rounds[-1]
-    result = {
-        "status": "ok",
-        "config": cfg.to_dict(),
-        "rounds": rounds,
-        "final": {"central": last["central"], "proxy": last["proxy"], "base": base},
-        "comm": {"bytes_down_total": sum(r["bytes_down"] for r in rounds),
-                 "bytes_up_total": sum(r["bytes_up"] for r in rounds)},
-        "meta": {**provenance(), "seconds": time.perf_counter() - t_start,
-                 "timing": {"setup_s": setup_s, "model_load_s": ctx.model_load_s,
-                            "base_eval_s": base_eval_s, "rounds": timing}},
-    }
-    atomic_write_json(out / "result.json", result)
-    return result
+    def _apply(self, rnd: int, mean: dict[str, torch.Tensor], *, received: dict[str, torch.Tensor],
+               reach: dict[int, float]) -> dict[str, Any] | None:
+        """Straight-through update of the master, unless it would make the master non-finite."""
+        for d in self.defenses:
+            mean = dict(d.after_aggregate(rnd, mean, broadcast=received, count=len(reach)))
+        new = apply_update(self.master, mean=mean, broadcast=received,
+                           server_lr=self.fed.server_lr, rule=self.fed.aggregation)
+        bad = non_finite(new)
+        if not bad:
+            self.master = new
+            return None
+        blamed = overflow_culprits(reach, weights={c: self.enrolled[c] for c in reach},
+                                   master_abs=max_abs(self.trainable), server_lr=self.fed.server_lr)
+        reason = (f"the aggregate would make the master non-finite ({bad[0]}"
+                  f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); update refused")
+        log.warning("round %d: %s; clients responsible: %s", rnd, reason, blamed)
+        return {"reason": reason, "clients": blamed}
 
+    def receive(self, rnd: int, upload: Upload, *, broadcast: Mapping[str, torch.Tensor]) -> Verdict:
+        """Decode and check one upload; the verdict holds the decoded tensors when accepted."""
+        def reject(reason: str, **known: Any) -> Verdict:
+            return Verdict(client=upload.client, accepted=False, reason=reason,
+                           nbytes=upload.nbytes, **known)
 
-def _print_round(row: dict[str, Any], *, task: str, write) -> None:
-    metric = "perplexity" if task == "lm" else "accuracy"
-    if "central" in row:
-        util = (f"central {metric} {row['central'][metric]:.4g} | "
-                f"proxy {metric} {row['proxy'][metric]:.4g} | ")
-    else:
-        util = ""
-    write(f"round {row['round']}: {util}down {row['bytes_down']:,} B | up {row['bytes_up']:,} B"
-          + (f" | rejected {[r['client'] for r in row['rejected']]}" if row["rejected"] else ""))
+        c = upload.client
+        if upload.data is None:
+            return reject(f"client failed: {upload.error}")
+        try:
+            content = decode_upload(upload.data, layout=self.upload_layout)
+            tensors = {n: self.uploader.dequantize(p) for n, p in content.packed.items()}
+        except (FedlppError, ValueError, RuntimeError) as exc:
+            return reject(f"malformed upload: {exc}")
+        known = {"num_examples": content.num_examples, "train_loss": content.train_loss,
+                 "tensors": tensors}
+        reason = self.check(c, tensors, num_examples=content.num_examples,
+                            train_loss=content.train_loss, broadcast=broadcast)
+        if reason is None:
+            try:
+                for d in self.defenses:
+                    tensors = dict(d.on_update(rnd, c, tensors, broadcast=broadcast))
+            except Rejected as exc:
+                reason = f"rejected by a defense: {exc}"
+        if reason is not None:
+            return reject(reason, **known)
+        return Verdict(client=c, accepted=True, nbytes=upload.nbytes, **{**known, "tensors": tensors})
+
+    def check(self, client: int, tensors: Mapping[str, torch.Tensor], *, num_examples: int,
+              train_loss: float, broadcast: Mapping[str, torch.Tensor]) -> str | None:
+        """Why a decoded update cannot be aggregated, or None."""
+        if not 0 <= client < len(self.enrolled):
+            return f"unknown client {client} (enrolled: 0..{len(self.enrolled) - 1})"
+        if num_examples != self.enrolled[client]:
+            return (f"claims {num_examples:,} training examples, enrolled with "
+                    f"{self.enrolled[client]:,}")
+        if not math.isfinite(train_loss):
+            return f"reports a non-finite training loss ({train_loss})"
+        reason = validate_update(tensors, reference=self.reference)
+        if reason is not None:
+            return reason
+        largest = max_abs(tensors)
+        if largest > self.value_limit:
+            return (f"values up to {largest:.3g} cannot be aggregated in float32 (limit "
+                    f"{self.value_limit:.3g} for {sum(self.enrolled):,} enrolled examples)")
+        bound = self.fed.max_update_norm
+        if bound > 0:
+            norm = delta_norm(tensors, broadcast=broadcast)
+            if norm > bound:
+                return f"update norm {norm:.4g} exceeds fed.max_update_norm={bound:g}"
+        return None

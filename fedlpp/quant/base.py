@@ -2,7 +2,8 @@
 
 A quantizer maps a float tensor to a ``PackedTensor`` (bit-packed codes + float32 per-block
 absmax scales) and back. ``PackedTensor.to_bytes()`` is exactly what goes over the wire, so
-``nbytes`` is the broadcast cost; ``meta()`` + ``to_bytes()`` store it without pickle.
+``nbytes`` is the broadcast cost; ``meta()`` + ``to_bytes()`` store it without pickle. Only the
+codes of the tensor's own values are sent: a partial last block costs no padding codes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from fedlpp.errors import FedlppError
+from fedlpp.quant.pack import packed_nbytes
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -55,6 +57,25 @@ def check_block_size(block_size: Any, *, quantizer: str, allowed: Sequence[int] 
     raise FedlppError(f"Invalid quant.block_size: {block_size!r} for quantizer '{quantizer}' (allowed: {text})")
 
 
+def _check_codes(n_codes: int, *, numel: int, bits: int, quantizer: str) -> None:
+    """One-line FedlppError if ``n_codes`` bytes cannot hold ``numel`` codes of ``bits`` bits."""
+    need = packed_nbytes(numel, bits)
+    if n_codes < need:
+        raise FedlppError(f"Payload codes of {n_codes} bytes are too short for {numel} values of "
+                          f"{bits} bits (expected at least {need} bytes for quantizer '{quantizer}')")
+
+
+def blockwise_meta(quantizer: Quantizer, shape: tuple[int, ...], dtype: str) -> dict[str, Any]:
+    """:meth:`PackedTensor.meta` of a block-wise payload by arithmetic alone: densely packed
+    codes of the ``numel`` values plus one float32 scale per (possibly partial) block."""
+    shape = tuple(int(s) for s in shape)
+    numel = math.prod(shape)
+    return {"quantizer": quantizer.name, "bits": quantizer.bits, "block_size": quantizer.block_size,
+            "shape": list(shape), "dtype": dtype_name(torch_dtype(dtype)),
+            "codes_nbytes": packed_nbytes(numel, quantizer.bits),
+            "n_scales": -(-numel // quantizer.block_size), "extra": dict(quantizer.extra())}
+
+
 @dataclass(eq=False)
 class PackedTensor:
     """One quantized tensor as sent over the wire.
@@ -65,9 +86,11 @@ class PackedTensor:
         block_size: values per absmax block (1 for ``none``, which has no blocks).
         shape: shape of the original tensor.
         dtype: original dtype name (``"float32"``, ``"float16"``, ``"bfloat16"``, ...).
-        codes: 1-D uint8 tensor, the densely bit-packed codes of all ``n_blocks * block_size``
-            values (the last block zero-padded), or the raw float bytes for ``none``.
-        scales: float32 per-block absmax, or None.
+        codes: 1-D uint8 tensor, the densely bit-packed codes of the ``numel`` values, i.e.
+            ``ceil(numel * bits / 8)`` bytes, the unused low bits of the last byte zero (or the
+            raw float bytes for ``none``). A partial last block sends no padding codes.
+        scales: float32 per-block absmax (``ceil(numel / block_size)`` of them; the last block
+            may be partial), or None.
         extra: small JSON-able quantizer options needed to decode (e.g. ``{"grid": "nf"}``).
     """
 
@@ -84,6 +107,23 @@ class PackedTensor:
     def numel(self) -> int:
         """Number of values in the original tensor."""
         return math.prod(self.shape)
+
+    @property
+    def codes_needed(self) -> int:
+        """Bytes the codes of ``numel`` values of ``bits`` bits take: ``ceil(numel * bits / 8)``."""
+        return packed_nbytes(self.numel, self.bits)
+
+    def real_codes(self) -> Tensor:
+        """``codes`` cut to :attr:`codes_needed` bytes.
+
+        Payloads written before padding codes were dropped carry codes for whole blocks; their
+        extra trailing bytes encode only padding, so decoders read this instead of ``codes``.
+
+        Raises:
+            FedlppError: fewer code bytes than the values need.
+        """
+        _check_codes(self.codes.numel(), numel=self.numel, bits=self.bits, quantizer=self.quantizer)
+        return self.codes[: self.codes_needed]
 
     @property
     def nbytes(self) -> int:
@@ -116,6 +156,8 @@ class PackedTensor:
         if len(data) != expected:
             raise FedlppError(f"Payload of {len(data)} bytes does not match its metadata "
                               f"(expected {expected} bytes for quantizer '{meta['quantizer']}')")
+        shape = tuple(int(s) for s in meta["shape"])
+        _check_codes(n_codes, numel=math.prod(shape), bits=int(meta["bits"]), quantizer=meta["quantizer"])
         buf = np.frombuffer(data, dtype=np.uint8)
         codes = torch.from_numpy(buf[:n_codes].copy())
         scales = None
@@ -123,7 +165,7 @@ class PackedTensor:
             raw = np.frombuffer(data, dtype="<f4", count=n_scales, offset=n_codes)
             scales = torch.from_numpy(raw.astype(np.float32))
         return cls(quantizer=meta["quantizer"], bits=int(meta["bits"]),
-                   block_size=int(meta["block_size"]), shape=tuple(int(s) for s in meta["shape"]),
+                   block_size=int(meta["block_size"]), shape=shape,
                    dtype=dtype_name(torch_dtype(meta["dtype"])), codes=codes,
                    scales=scales, extra=dict(meta.get("extra", {})))
 
@@ -169,6 +211,24 @@ class Quantizer(ABC):
     @abstractmethod
     def dequantize(self, packed: PackedTensor) -> Tensor:
         """The tensor a receiver reconstructs: original shape and dtype."""
+
+    def wire_meta(self, shape: tuple[int, ...], dtype: str) -> dict[str, Any]:
+        """The ``PackedTensor.meta()`` that ``quantize`` gives for a tensor of ``shape`` and
+        ``dtype`` (dtype name such as "float32"), without quantizing anything: a receiver who
+        knows the architecture can decode a headerless payload with it.
+
+        This default quantizes a zero tensor (right for any quantizer); the built-in ones
+        override it with arithmetic, which costs nothing even for 100M-element tensors.
+
+        Args:
+            shape: shape of the tensor that will be sent.
+            dtype: its dtype name, e.g. ``"float32"``.
+
+        Returns:
+            The metadata dict, equal to ``self.quantize(x).meta()`` for such an ``x``.
+        """
+        zeros = torch.zeros(tuple(int(s) for s in shape), dtype=torch_dtype(dtype))
+        return self.quantize(zeros, seed=0).meta()
 
     def levels(self) -> Tensor | None:
         """The normalized codebook in [-1, 1] (float32), indexed by code: a value decodes to

@@ -1,7 +1,9 @@
 """Block-wise absmax scaling onto a fixed codebook: pure functions + the shared GridQuantizer.
 
 ``nf``, ``uniform`` and ``stochastic`` differ only in their levels and rounding rule; the
-scaling, packing, decoding and interval maths live here once.
+scaling, packing, decoding and interval maths live here once. The maths runs on whole blocks
+(the last one zero-padded, which leaves its absmax unchanged), but a payload carries only the
+codes of the tensor's own values: :func:`padded_codes` restores whole blocks for decoding.
 
 Scaling follows bitsandbytes exactly (``u = x * (1 / absmax)``, absmax clamped at 1e-38 so a
 zero block gives zeros, never NaN) so that nearest rounding reproduces bnb's nf4 codes bit for
@@ -21,8 +23,8 @@ import torch
 from torch import Tensor
 
 from fedlpp.errors import FedlppError
-from fedlpp.quant.base import PackedTensor, Quantizer, dtype_name, torch_dtype
-from fedlpp.quant.pack import pack_bits, unpack_bits
+from fedlpp.quant.base import PackedTensor, Quantizer, blockwise_meta, dtype_name, torch_dtype
+from fedlpp.quant.pack import pack_bits, packed_nbytes, unpack_bits
 
 _EPS = float(torch.finfo(torch.float32).eps)
 _CHUNK = 32767  # values quantized per step: below torch's parallel grain size (32768)
@@ -58,6 +60,18 @@ def normalize(blocks: Tensor, scales: Tensor) -> Tensor:
     return blocks * inverse_scales(scales)
 
 
+def padded_codes(packed: PackedTensor) -> Tensor:
+    """The packed codes of all ``n_blocks * block_size`` values, for block-shaped decoding.
+
+    The payload's real codes (:meth:`PackedTensor.real_codes`, which also drops the padding
+    codes that older payloads sent), then zero bytes up to whole blocks: the padding codes'
+    values do not matter, since :func:`from_blocks` drops them.
+    """
+    codes = packed.real_codes()
+    missing = packed_nbytes(packed.scales.numel() * packed.block_size, packed.bits) - codes.numel()
+    return torch.nn.functional.pad(codes, (0, missing)) if missing > 0 else codes
+
+
 def from_blocks(values: Tensor, *, shape: tuple[int, ...], dtype: str) -> Tensor:
     """Drop the padding of ``(n_blocks, block_size)`` values; restore shape and dtype."""
     return values.reshape(-1)[: math.prod(shape)].reshape(shape).to(torch_dtype(dtype))
@@ -67,7 +81,8 @@ def code_interval(codes: Tensor, *, lo: Tensor, hi: Tensor,
                   packed: PackedTensor) -> tuple[Tensor, Tensor]:
     """Elementwise float32 bounds of the original values of ``packed``.
 
-    ``codes`` are its unpacked codes (int32); ``lo[code]`` / ``hi[code]`` bound the normalized value ``x / absmax`` of each code. The
+    ``codes`` are its unpacked codes of whole blocks (int32, see :func:`padded_codes`);
+    ``lo[code]`` / ``hi[code]`` bound the normalized value ``x / absmax`` of each code. The
     bounds are widened by 4 float32 epsilons of the block scale (the rounding of ``1/absmax``,
     of ``x * inv`` and of the product back) and clipped to ``[-absmax, absmax]``, which holds
     exactly.
@@ -152,6 +167,9 @@ class GridQuantizer(Quantizer):
     def levels(self) -> Tensor:
         return self._levels.clone()
 
+    def wire_meta(self, shape: tuple[int, ...], dtype: str) -> dict[str, Any]:
+        return blockwise_meta(self, shape, dtype)
+
     def _round(self, u: Tensor, *, generator: torch.Generator | None) -> Tensor:
         """Codes of normalized values ``u``: nearest level, a tie to the lower one."""
         return bucketize(u, self._table)
@@ -167,12 +185,16 @@ class GridQuantizer(Quantizer):
         # ops each of the ~25 ops per step is a barrier; when other processes load the cores
         # each one can stall for a scheduler slice (measured: 16M values at 3 bits took 4.5 s
         # next to a busy process, 0.25 s in small steps). Small steps also keep every
-        # temporary in cache. A multiple of 8 rows makes every step's packed codes whole bytes.
+        # temporary in cache. A multiple of 8 rows makes every step's packed codes whole bytes,
+        # so the steps concatenate densely; the last step drops the padding values' codes.
         rows = max(8, _CHUNK // self.block_size // 8 * 8)
         packed = [torch.empty(0, dtype=torch.uint8)]  # an empty tensor has no steps
         for start in range(0, blocks.shape[0], rows):
             u = blocks[start:start + rows] * inv[start:start + rows]
-            packed.append(pack_bits(self._round(u, generator=generator).to(torch.uint8), self.bits))
+            codes = self._round(u, generator=generator).to(torch.uint8).reshape(-1)
+            if start + rows >= blocks.shape[0]:
+                codes = codes[: x.numel() - start * self.block_size]
+            packed.append(pack_bits(codes, self.bits))
         codes = packed[-1] if len(packed) <= 2 else torch.cat(packed)
         return PackedTensor(quantizer=self.name, bits=self.bits, block_size=self.block_size,
                             shape=tuple(x.shape), dtype=dtype, codes=codes, scales=scales,
@@ -181,7 +203,7 @@ class GridQuantizer(Quantizer):
     def _codes(self, packed: PackedTensor) -> Tensor:
         self.check_payload(packed)
         n = packed.scales.numel() * self.block_size
-        return unpack_bits(packed.codes, self.bits, n).to(torch.int32)
+        return unpack_bits(padded_codes(packed), self.bits, n).to(torch.int32)
 
     def dequantize(self, packed: PackedTensor) -> Tensor:
         values = self._levels.index_select(0, self._codes(packed)).view(-1, self.block_size)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,9 +54,15 @@ class FullPrecision(Quantizer):
         return PackedTensor(quantizer=self.name, bits=self.bits, block_size=1,
                             shape=tuple(x.shape), dtype=dtype, codes=raw.view(torch.uint8))
 
+    def wire_meta(self, shape: tuple[int, ...], dtype: str) -> dict[str, Any]:
+        shape = tuple(int(s) for s in shape)
+        return {"quantizer": self.name, "bits": self.bits, "block_size": 1, "shape": list(shape),
+                "dtype": dtype_name(torch_dtype(dtype)),
+                "codes_nbytes": math.prod(shape) * self.bits // 8, "n_scales": None, "extra": {}}
+
     def _values(self, packed: PackedTensor) -> Tensor:
         self.check_payload(packed)
-        return packed.codes.view(_WIRE[self.bits]).reshape(packed.shape)
+        return packed.real_codes().view(_WIRE[self.bits]).reshape(packed.shape)
 
     def dequantize(self, packed: PackedTensor) -> Tensor:
         return self._values(packed).to(torch_dtype(packed.dtype), copy=True)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
@@ -17,16 +18,21 @@ from fedlpp.config import QuantConfig, RunConfig
 from fedlpp.data import TextDataset, load_dataset
 from fedlpp.data.encode import encode
 from fedlpp.data.partition import Splits, make_splits
-from fedlpp.models import ModelBundle, base_linear_weight_names, load_model, trainable_state
+from fedlpp.evaluate import utility
+from fedlpp.models import (
+    ModelBundle,
+    base_linear_weight_names,
+    load_model,
+    load_state,
+    trainable_state,
+)
 from fedlpp.quant import QUANTIZERS, Quantizer, build_quantizer
-
-if TYPE_CHECKING:
-    from fedlpp.store import ResultStore
+from fedlpp.store import ResultStore, content_key, shared_result, tensors_key
 
 
 @dataclass
 class RunContext:
-    """The prepared pieces of a run (the round loop only reads these)."""
+    """The prepared pieces of a run (the round engine only reads these)."""
 
     cfg: RunConfig
     dataset: TextDataset
@@ -41,6 +47,41 @@ class RunContext:
     initial: dict[str, torch.Tensor]  # the trainable tensors before any training (LoRA init)
     model_load_s: float
     store: ResultStore | None = None  # evaluations and signals shared with other runs
+
+    @property
+    def task(self) -> str:
+        return self.dataset.task
+
+    def model_key(self, loaded: Mapping[str, torch.Tensor]) -> str | None:
+        """The key of the run's model with ``loaded`` as its private tensors; None when
+        ``loaded`` does not set every private tensor (the state would depend on earlier loads)."""
+        private = [*self.trainable, *self.static]
+        if not set(private) <= set(loaded):
+            return None
+        config = self.cfg.to_dict()
+        return content_key(model=config["model"], lora=config["lora"],
+                           tensors=tensors_key({n: loaded[n] for n in private}))
+
+    def shared(self, kind: str, *, loaded: Mapping[str, torch.Tensor],
+               data: Mapping[str, torch.Tensor], compute: Callable[[], Any],
+               dump: Callable[[Any], Any] | None = None,
+               load: Callable[[Any], Any] | None = None) -> Any:
+        """``compute()`` (a measurement of the model with ``loaded`` in it on ``data``), or the
+        stored result of an identical one when the run has a store."""
+        model = self.model_key(loaded) if self.store is not None else None
+        return shared_result(self.store, kind, model=model, data=data, compute=compute,
+                             dump=dump, load=load, task=self.task,
+                             batch_size=self.cfg.eval.batch_size)
+
+    def utility(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """Utility on the test records of the shared model with ``tensors`` (private tensors:
+        a master or a proxy) loaded into it."""
+        def compute() -> dict[str, float]:
+            load_state(self.bundle.model, dict(tensors))
+            return utility(self.bundle.model, self.test_data, task=self.task,
+                           batch_size=self.cfg.eval.batch_size)
+
+        return self.shared("utility", loaded=tensors, data=self.test_data, compute=compute)
 
 
 def quantizer_from(q: QuantConfig, *, upload: bool = False) -> Quantizer:

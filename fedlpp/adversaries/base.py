@@ -1,0 +1,90 @@
+"""The adversarial behaviour interface: which clients and rounds, and two places to act.
+
+A behaviour edits a client's honest result at one of two points of its round: the trained
+tensors and example count before encoding (:meth:`Adversary.tamper_update`), or the encoded
+message (:meth:`Adversary.tamper_message`). Every random choice comes from the generator the
+client step passes, seeded by the run seed, round and client.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from fedlpp.errors import FedlppError
+from fedlpp.federation.records import LocalUpdate
+from fedlpp.registry import Registry
+
+ADVERSARIES = Registry("adversary behaviour", group="fedlpp.adversaries")
+
+
+def check(ok: bool, *, behaviour: str | None, option: str, value: Any, allowed: str) -> None:
+    """A one-line FedlppError for a bad behaviour option."""
+    if not ok:
+        of = f" for adversary behaviour '{behaviour}'" if behaviour else ""
+        raise FedlppError(f"Invalid {option}: {value!r}{of} (allowed: {allowed})")
+
+
+@dataclass
+class Targeting:
+    """Options every behaviour has: the clients that behave so and the rounds (empty = all)."""
+
+    clients: list[int] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check(bool(self.clients) and all(c >= 0 for c in self.clients), behaviour=None,
+              option="clients", value=self.clients, allowed="a non-empty list of client ids >= 0")
+        check(all(r >= 1 for r in self.rounds), behaviour=None, option="rounds",
+              value=self.rounds, allowed="round numbers >= 1 (empty = every round)")
+
+
+class Adversary:
+    """Base class: both hooks default to the honest result."""
+
+    Config: ClassVar[type] = Targeting
+    registered_name: ClassVar[str]
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @property
+    def name(self) -> str:
+        return type(self).registered_name
+
+    def acts(self, *, client: int, rnd: int) -> bool:
+        """Whether this behaviour applies to ``client`` in round ``rnd``."""
+        return client in self.config.clients and (not self.config.rounds or rnd in self.config.rounds)
+
+    def tamper_update(self, update: LocalUpdate, *, received: Mapping[str, torch.Tensor],
+                      rng: torch.Generator) -> LocalUpdate:
+        """Edit the trained tensors / example count; ``received`` is what the client started from."""
+        return update
+
+    def tamper_message(self, message: bytes, *, rng: np.random.Generator) -> bytes:
+        """Edit the encoded upload message."""
+        return message
+
+
+def overwrite_values(update: LocalUpdate, *, fraction: float, rng: torch.Generator,
+                     value: float, random_sign: bool) -> LocalUpdate:
+    """``update`` with ``ceil(fraction * numel)`` values of every tensor (at least one, at seeded
+    random positions) set to ``value`` (with a random sign when ``random_sign``)."""
+    out = {}
+    for name, t in update.tensors.items():
+        t = t.clone()
+        flat = t.view(-1)
+        k = min(flat.numel(), max(1, math.ceil(fraction * flat.numel())))
+        idx = torch.randperm(flat.numel(), generator=rng)[:k]
+        fill = torch.full((k,), value, dtype=t.dtype)
+        if random_sign:
+            fill *= torch.randint(0, 2, (k,), generator=rng).to(t.dtype) * 2 - 1
+        flat[idx] = fill
+        out[name] = t
+    return LocalUpdate(tensors=out, num_examples=update.num_examples,
+                       train_loss=update.train_loss)

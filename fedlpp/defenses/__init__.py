@@ -1,0 +1,83 @@
+"""Defenses: plugins that act at the round engine's named hooks.
+
+A defense is one file: a :class:`Defense` subclass with its own ``Config`` dataclass, registered
+with ``@DEFENSES.register("name")``, chosen in the config as a list of tables
+(``defenses = [{name = "...", option = value}]``) and applied in that order. Third-party
+packages add defenses through the entry-point group ``fedlpp.defenses``.
+
+The hooks, in the order a round meets them:
+
+* ``before_broadcast(rnd, tensors)``: the server's tensors about to be quantized for round
+  ``rnd`` (e.g. dithering); returns what to quantize. The master itself is not changed.
+* ``around_training(train)``: wraps a client's local trainer (e.g. DP-SGD); returns a trainer
+  with the same signature as :func:`fedlpp.federation.client.local_train`.
+* ``on_update(rnd, client, tensors, broadcast=...)``: each received update after validation
+  (e.g. clipping); returns the tensors to aggregate, or raises :class:`Rejected`.
+* ``after_aggregate(rnd, mean, broadcast=..., count=...)``: the aggregate before it updates the
+  master (e.g. noise); returns the aggregate to apply.
+
+``report()`` is written into ``result.json`` (epsilon spent, share clipped, noise scale, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from fedlpp.registry import Registry
+
+DEFENSES = Registry("defense", group="fedlpp.defenses")
+
+Tensors = Mapping[str, torch.Tensor]
+Trainer = Callable[..., list[float]]
+
+
+class Rejected(Exception):
+    """Raised by ``Defense.on_update`` to refuse an update; the message is the recorded reason."""
+
+
+@dataclass
+class NoOptions:
+    """A plugin without options."""
+
+
+class Defense:
+    """Base class of defenses: every hook defaults to doing nothing."""
+
+    Config: ClassVar[type] = NoOptions
+    registered_name: ClassVar[str]
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @property
+    def name(self) -> str:
+        return type(self).registered_name
+
+    def before_broadcast(self, rnd: int, tensors: Tensors) -> Tensors:
+        return tensors
+
+    def around_training(self, train: Trainer) -> Trainer:
+        return train
+
+    def on_update(self, rnd: int, client: int, tensors: Tensors, *, broadcast: Tensors) -> Tensors:
+        return tensors
+
+    def after_aggregate(self, rnd: int, mean: Tensors, *, broadcast: Tensors,
+                        count: int) -> Tensors:
+        return mean
+
+    def report(self) -> dict[str, Any]:
+        """What the defense did, for ``result.json``."""
+        return {}
+
+
+def build_defenses(tables: list[Any]) -> list[Defense]:
+    """The configured defenses, in order (``defenses[i]`` names the bad table in errors)."""
+    return [DEFENSES.build_table(t, where=f"defenses[{i}]") for i, t in enumerate(tables)]
+
+
+__all__ = ["DEFENSES", "Defense", "NoOptions", "Rejected", "Trainer", "build_defenses"]

@@ -1,0 +1,128 @@
+"""The in-process simulator: the FedLPP round, read top to bottom, over a server object and a
+client object (built by the training method). The trace, the console and the timer observe it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from fedlpp.adversaries import build_adversaries
+from fedlpp.config import RunConfig
+from fedlpp.defenses import Defense, build_defenses
+from fedlpp.errors import FedlppError
+from fedlpp.federation.context import RunContext, prepare_run
+from fedlpp.federation.observers import Console, Observers, Timer
+from fedlpp.federation.records import RoundRecord, RunResult
+from fedlpp.federation.trace import TraceWriter
+from fedlpp.io import atomic_write_json
+from fedlpp.meta import provenance
+from fedlpp.methods import build_method
+from fedlpp.seeding import numpy_rng
+
+
+class RunFailed(RuntimeError):
+    """A run that started and then failed (not a bad input); ``result.json`` says why."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def sample_clients(*, num_clients: int, per_round: int, seed: int, rnd: int) -> list[int]:
+    """The clients of round ``rnd`` (all when ``per_round`` is 0), seeded, sorted."""
+    if per_round in (0, num_clients):
+        return list(range(num_clients))
+    rng = numpy_rng(seed, rnd)
+    return sorted(int(c) for c in rng.choice(num_clients, size=per_round, replace=False))
+
+
+def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool = True,
+                   ctx: RunContext | None = None) -> dict[str, Any]:
+    """Run federated training as configured; write ``out/result.json`` and the trace.
+
+    ``quiet`` hides the progress bar; ``echo`` prints one line per round; ``ctx`` is an already
+    prepared run (``prepare_run(cfg)``), e.g. to attack it afterwards with the same model.
+    Bad inputs raise FedlppError before anything is written; a failure once the run has started
+    writes ``result.json`` with ``status: "failed"`` and raises :class:`RunFailed`.
+    """
+    timer = Timer()
+    try:
+        ctx = ctx or prepare_run(cfg)
+        server, client, defenses = build_parts(ctx)
+    except FedlppError:
+        raise  # a bad input: nothing was started
+    except Exception as exc:  # noqa: BLE001 - e.g. a model file that cannot be read
+        raise _failed(out, cfg, [], exc, timer, ctx) from exc
+    trace = TraceWriter(out / "trace", payloads=cfg.trace.payloads, updates=cfg.trace.updates,
+                        masters=cfg.trace.masters, rounds=cfg.fed.rounds)
+    watch = Observers(timer, trace, Console(quiet=quiet, echo=echo))
+    rounds: list[RoundRecord] = []
+    try:
+        watch.on_start(ctx, server)
+        watch.on_evaluate(0)
+        base = ctx.utility(server.master)  # round 0: no fine-tuning yet
+        for rnd in range(1, cfg.fed.rounds + 1):
+            # 1. sample this round's clients
+            clients = sample_clients(num_clients=cfg.fed.num_clients, seed=cfg.seed, rnd=rnd,
+                                     per_round=cfg.fed.clients_per_round)
+            watch.on_round_start(rnd, clients)
+            # 2. broadcast: the master quantized and packed
+            sent = server.broadcast(rnd)
+            watch.on_broadcast(rnd, sent)
+            # 3. local training on every sampled client from exactly the bytes it received;
+            #    4. the server decodes, checks and aggregates each upload as it arrives, then
+            #    updates the master straight-through (uploads are made one at a time)
+            uploads = (client.round(client=c, rnd=rnd, payload=sent.data, on_step=watch.on_step)
+                       for c in clients)
+            verdicts, refused = server.aggregate(rnd, uploads,
+                                                 observe=lambda v, r=rnd: watch.on_verdict(r, v))
+            # 5. the next broadcast, and the utility of the new master (central) and of that
+            #    broadcast (proxy: exactly what a client receives next round)
+            upcoming = server.broadcast(rnd + 1)
+            watch.on_evaluate(rnd)
+            record = RoundRecord.of(rnd, clients=clients, sent=sent, verdicts=verdicts,
+                                    refused=refused)
+            if rnd % cfg.eval.every == 0 or rnd == cfg.fed.rounds:
+                record.central = ctx.utility(server.master)
+                record.proxy = ctx.utility(upcoming.proxy)
+            rounds.append(record)
+            watch.on_round(record)
+        last = rounds[-1]
+        result = RunResult(status="ok", config=cfg.to_dict(), rounds=rounds,
+                           final={"central": last.central, "proxy": last.proxy, "base": base},
+                           defenses=[{"name": d.name, **d.report()} for d in defenses],
+                           meta=_meta(timer, ctx))
+        watch.on_end(result, server)
+    except Exception as exc:  # noqa: BLE001 - a started run that fails is recorded, then raised
+        watch.on_end(RunResult(status="failed", config={}, rounds=rounds, meta={}), server)
+        raise _failed(out, cfg, rounds, exc, timer, ctx) from exc
+    atomic_write_json(out / "result.json", result.to_dict())
+    return result.to_dict()
+
+
+def build_parts(ctx: RunContext) -> tuple[Any, Any, list[Defense]]:
+    """The configured method's server and client objects, and the defenses they share."""
+    cfg = ctx.cfg
+    defenses = build_defenses(cfg.defenses)
+    adversaries = build_adversaries(cfg.adversaries, num_clients=cfg.fed.num_clients)
+    method = build_method(cfg.fed.method)
+    return (method.server(ctx, defenses=defenses),
+            method.client(ctx, defenses=defenses, adversaries=adversaries), defenses)
+
+
+def _meta(timer: Timer, ctx: RunContext | None) -> dict[str, Any]:
+    return {**provenance(), "seconds": time.perf_counter() - timer.t0,
+            "timing": timer.summary(model_load_s=ctx.model_load_s if ctx else 0.0)}
+
+
+def _failed(out: Path, cfg: RunConfig, rounds: list[RoundRecord], exc: Exception, timer: Timer,
+            ctx: RunContext | None) -> RunFailed:
+    """Record a failed run in ``out/result.json`` (with the rounds that finished)."""
+    error = " ".join(f"{type(exc).__name__}: {exc}".split())
+    result = RunResult(status="failed", config=cfg.to_dict(), rounds=rounds, error=error,
+                       meta=_meta(timer, ctx))
+    atomic_write_json(out / "result.json", result.to_dict())
+    where = f"in round {len(rounds) + 1}" if ctx is not None else "while preparing"
+    return RunFailed(f"the run failed {where}: {error}", result.to_dict())

@@ -1,0 +1,60 @@
+"""Training methods: what the server keeps and broadcasts, and what a client does with it.
+
+A method is one file: a :class:`Method` subclass registered with ``@METHODS.register("name")``
+and chosen by ``fed.method``. It builds the two parts every driver (the in-process simulator,
+a Flower app) runs: a server object with ``broadcast(rnd)`` / ``aggregate(rnd, uploads)`` /
+``master``, and a client object with ``round(client=, rnd=, payload=, on_step=) -> Upload``.
+Built-in: ``fedlpp``. Third-party methods register through the entry-point group
+``fedlpp.methods``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fedlpp.defenses import Defense, NoOptions
+from fedlpp.errors import FedlppError
+from fedlpp.registry import Registry
+
+if TYPE_CHECKING:
+    from fedlpp.adversaries import Adversary
+    from fedlpp.federation.context import RunContext
+
+METHODS = Registry("training method", group="fedlpp.methods")
+
+_BUILTINS = ("fedlpp",)
+
+
+class Method(ABC):
+    """A federated training method: a factory of its server and client parts."""
+
+    Config: ClassVar[type] = NoOptions
+    registered_name: ClassVar[str]
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def server(self, ctx: RunContext, *, defenses: Sequence[Defense]) -> Any:
+        """The server part for the prepared run ``ctx``."""
+
+    @abstractmethod
+    def client(self, ctx: RunContext, *, defenses: Sequence[Defense],
+               adversaries: Sequence[Adversary]) -> Any:
+        """The client part (one object serves every simulated client of a process)."""
+
+
+def build_method(name: str) -> Method:
+    """The training method ``fed.method`` names."""
+    for module in _BUILTINS:
+        importlib.import_module(f"fedlpp.methods.{module}")
+    try:
+        return METHODS.get(name)()
+    except FedlppError as exc:
+        raise FedlppError(f"Invalid fed.method: {exc}") from None
+
+
+__all__ = ["METHODS", "Method", "build_method"]
