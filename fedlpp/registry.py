@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, ClassVar
 
 from fedlpp.errors import FedlppError
 
@@ -90,6 +91,26 @@ class Registry:
             if where in str(exc):
                 raise
             raise FedlppError(f"{where}: {exc}") from None
+
+
+@dataclass
+class NoOptions:
+    """The config of a plugin without options."""
+
+
+class Plugin:
+    """Base of plugin classes built from a config table: ``Config`` is the options' dataclass."""
+
+    Config: ClassVar[type] = NoOptions
+    registered_name: ClassVar[str]  # set by ``Registry.register``
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @property
+    def name(self) -> str:
+        """The registered name."""
+        return type(self).registered_name
 
 
 def make_config(cls: type, values: dict[str, Any], *, where: str) -> Any:

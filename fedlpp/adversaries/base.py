@@ -18,7 +18,7 @@ import torch
 
 from fedlpp.errors import FedlppError
 from fedlpp.federation.records import LocalUpdate
-from fedlpp.registry import Registry
+from fedlpp.registry import Plugin, Registry
 
 ADVERSARIES = Registry("adversary behaviour", group="fedlpp.adversaries")
 
@@ -44,18 +44,10 @@ class Targeting:
               value=self.rounds, allowed="round numbers >= 1 (empty = every round)")
 
 
-class Adversary:
+class Adversary(Plugin):
     """Base class: both hooks default to the honest result."""
 
     Config: ClassVar[type] = Targeting
-    registered_name: ClassVar[str]
-
-    def __init__(self, config: Any = None) -> None:
-        self.config = config if config is not None else self.Config()
-
-    @property
-    def name(self) -> str:
-        return type(self).registered_name
 
     def acts(self, *, client: int, rnd: int) -> bool:
         """Whether this behaviour applies to ``client`` in round ``rnd``."""
@@ -69,6 +61,36 @@ class Adversary:
     def tamper_message(self, message: bytes, *, rng: np.random.Generator) -> bytes:
         """Edit the encoded upload message."""
         return message
+
+
+@dataclass
+class FractionConfig(Targeting):
+    """``fraction`` of each tensor's values overwritten (at least one)."""
+
+    fraction: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(0 < self.fraction <= 1, behaviour=None, option="fraction", value=self.fraction,
+              allowed="0 < fraction <= 1")
+
+
+class OverwriteValues(Adversary):
+    """Overwrites ``config.fraction`` of each tensor's values with ``value`` (``random_sign``:
+    each with a random sign); subclasses set the two."""
+
+    Config: ClassVar[type] = FractionConfig
+    value: ClassVar[float]
+    random_sign: ClassVar[bool] = False
+
+    def tamper_update(self, update: LocalUpdate, *, received: Mapping[str, torch.Tensor],
+                      rng: torch.Generator) -> LocalUpdate:
+        return overwrite_values(update, fraction=self.config.fraction, rng=rng,
+                                value=self.fill_value(), random_sign=self.random_sign)
+
+    def fill_value(self) -> float:
+        """The value written (the class's ``value`` unless a subclass makes it an option)."""
+        return self.value
 
 
 def overwrite_values(update: LocalUpdate, *, fraction: float, rng: torch.Generator,

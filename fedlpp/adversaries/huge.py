@@ -4,17 +4,13 @@ weighted sum although each value passes a finiteness check."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-import torch
-
-from fedlpp.adversaries.base import ADVERSARIES, Adversary, Targeting, check, overwrite_values
-from fedlpp.federation.records import LocalUpdate
+from fedlpp.adversaries.base import ADVERSARIES, FractionConfig, OverwriteValues, check
 
 
 @dataclass
-class HugeConfig(Targeting):
+class HugeConfig(FractionConfig):
     """``value`` (finite) written with random signs over ``fraction`` of each tensor."""
 
     value: float = 3e38
@@ -24,17 +20,14 @@ class HugeConfig(Targeting):
         super().__post_init__()
         check(math.isfinite(self.value) and self.value != 0, behaviour="huge", option="value",
               value=self.value, allowed="a finite non-zero number")
-        check(0 < self.fraction <= 1, behaviour="huge", option="fraction", value=self.fraction,
-              allowed="0 < fraction <= 1")
 
 
 @ADVERSARIES.register("huge")
-class Huge(Adversary):
+class Huge(OverwriteValues):
     """Sends an update of huge finite values."""
 
     Config = HugeConfig
+    random_sign = True
 
-    def tamper_update(self, update: LocalUpdate, *, received: Mapping[str, torch.Tensor],
-                      rng: torch.Generator) -> LocalUpdate:
-        return overwrite_values(update, fraction=self.config.fraction, rng=rng,
-                                value=self.config.value, random_sign=True)
+    def fill_value(self) -> float:
+        return self.config.value

@@ -13,26 +13,22 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from fedlpp.defenses import NoOptions
-from fedlpp.registry import Registry
+from fedlpp.registry import Plugin, Registry
 
 AGGREGATORS = Registry("aggregation rule", group="fedlpp.aggregators")
 
 _BUILTINS = ("mean",)
 
 
-class Aggregator(ABC):
+class Aggregator(Plugin, ABC):
     """One round's aggregate of the accepted updates."""
 
-    Config: ClassVar[type] = NoOptions
-    registered_name: ClassVar[str]
-
     def __init__(self, config: Any = None) -> None:
-        self.config = config if config is not None else self.Config()
+        super().__init__(config)
         self.count = 0  # updates added
 
     @abstractmethod

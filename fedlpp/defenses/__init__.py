@@ -22,12 +22,11 @@ The hooks, in the order a round meets them:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from fedlpp.registry import Registry
+from fedlpp.registry import NoOptions, Plugin, Registry
 
 DEFENSES = Registry("defense", group="fedlpp.defenses")
 
@@ -39,23 +38,8 @@ class Rejected(Exception):
     """Raised by ``Defense.on_update`` to refuse an update; the message is the recorded reason."""
 
 
-@dataclass
-class NoOptions:
-    """A plugin without options."""
-
-
-class Defense:
+class Defense(Plugin):
     """Base class of defenses: every hook defaults to doing nothing."""
-
-    Config: ClassVar[type] = NoOptions
-    registered_name: ClassVar[str]
-
-    def __init__(self, config: Any = None) -> None:
-        self.config = config if config is not None else self.Config()
-
-    @property
-    def name(self) -> str:
-        return type(self).registered_name
 
     def before_broadcast(self, rnd: int, tensors: Tensors) -> Tensors:
         return tensors

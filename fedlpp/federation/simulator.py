@@ -13,7 +13,7 @@ from fedlpp.config import RunConfig
 from fedlpp.defenses import Defense, build_defenses
 from fedlpp.errors import FedlppError
 from fedlpp.federation.context import RunContext, prepare_run
-from fedlpp.federation.observers import Console, Observers, Timer
+from fedlpp.federation.observers import Console, Observer, Observers, Timer
 from fedlpp.federation.records import RoundRecord, RunResult
 from fedlpp.federation.trace import TraceWriter
 from fedlpp.io import atomic_write_json
@@ -60,35 +60,7 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
     watch = Observers(timer, trace, Console(quiet=quiet, echo=echo))
     rounds: list[RoundRecord] = []
     try:
-        watch.on_start(ctx, server)
-        watch.on_evaluate(0)
-        base = ctx.utility(server.master)  # round 0: no fine-tuning yet
-        for rnd in range(1, cfg.fed.rounds + 1):
-            # 1. sample this round's clients
-            clients = sample_clients(num_clients=cfg.fed.num_clients, seed=cfg.seed, rnd=rnd,
-                                     per_round=cfg.fed.clients_per_round)
-            watch.on_round_start(rnd, clients)
-            # 2. broadcast: the master quantized and packed
-            sent = server.broadcast(rnd)
-            watch.on_broadcast(rnd, sent)
-            # 3. local training on every sampled client from exactly the bytes it received;
-            #    4. the server decodes, checks and aggregates each upload as it arrives, then
-            #    updates the master straight-through (uploads are made one at a time)
-            uploads = (client.round(client=c, rnd=rnd, payload=sent.data, on_step=watch.on_step)
-                       for c in clients)
-            verdicts, refused = server.aggregate(rnd, uploads,
-                                                 observe=lambda v, r=rnd: watch.on_verdict(r, v))
-            # 5. the next broadcast, and the utility of the new master (central) and of that
-            #    broadcast (proxy: exactly what a client receives next round)
-            upcoming = server.broadcast(rnd + 1)
-            watch.on_evaluate(rnd)
-            record = RoundRecord.of(rnd, clients=clients, sent=sent, verdicts=verdicts,
-                                    refused=refused)
-            if rnd % cfg.eval.every == 0 or rnd == cfg.fed.rounds:
-                record.central = ctx.utility(server.master)
-                record.proxy = ctx.utility(upcoming.proxy)
-            rounds.append(record)
-            watch.on_round(record)
+        base = drive(ctx, server=server, client=client, watch=watch, rounds=rounds)
         last = rounds[-1]
         result = RunResult(status="ok", config=cfg.to_dict(), rounds=rounds,
                            final={"central": last.central, "proxy": last.proxy, "base": base},
@@ -100,6 +72,43 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
         raise _failed(out, cfg, rounds, exc, timer, ctx) from exc
     atomic_write_json(out / "result.json", result.to_dict())
     return result.to_dict()
+
+
+def drive(ctx: RunContext, *, server: Any, client: Any, watch: Observer,
+          rounds: list[RoundRecord]) -> dict[str, float]:
+    """The rounds, top to bottom; each finished round is appended to ``rounds``. Returns the
+    utility of the model before any training (round 0)."""
+    cfg = ctx.cfg
+    watch.on_start(ctx, server)
+    watch.on_evaluate(0)
+    base = ctx.utility(server.master)
+    for rnd in range(1, cfg.fed.rounds + 1):
+        # 1. sample this round's clients
+        clients = sample_clients(num_clients=cfg.fed.num_clients, seed=cfg.seed, rnd=rnd,
+                                 per_round=cfg.fed.clients_per_round)
+        watch.on_round_start(rnd, clients)
+        # 2. broadcast: the master quantized and packed
+        sent = server.broadcast(rnd)
+        watch.on_broadcast(rnd, sent)
+        # 3. local training on each sampled client from exactly the bytes it received, and
+        # 4. the server decodes, checks and aggregates each upload as it arrives (one at a
+        #    time), then updates the master straight-through
+        uploads = (client.round(client=c, rnd=rnd, payload=sent.data, on_step=watch.on_step)
+                   for c in clients)
+        verdicts, refused = server.aggregate(rnd, uploads,
+                                             observe=lambda v, r=rnd: watch.on_verdict(r, v))
+        # 5. the next broadcast, then the utility of the new master (central) and of that
+        #    broadcast (proxy: exactly what a client receives next round)
+        upcoming = server.broadcast(rnd + 1)
+        watch.on_evaluate(rnd)
+        record = RoundRecord.of(rnd, clients=clients, sent=sent, verdicts=verdicts,
+                                refused=refused)
+        if rnd % cfg.eval.every == 0 or rnd == cfg.fed.rounds:
+            record.central = ctx.utility(server.master)
+            record.proxy = ctx.utility(upcoming.proxy)
+        rounds.append(record)
+        watch.on_round(record)
+    return base
 
 
 def build_parts(ctx: RunContext) -> tuple[Any, Any, list[Defense]]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from fedlpp.defenses import Defense, NoOptions
+from fedlpp.defenses import Defense
 from fedlpp.errors import FedlppError
-from fedlpp.registry import Registry
+from fedlpp.registry import Plugin, Registry
 
 if TYPE_CHECKING:
     from fedlpp.adversaries import Adversary
@@ -28,14 +28,8 @@ METHODS = Registry("training method", group="fedlpp.methods")
 _BUILTINS = ("fedlpp",)
 
 
-class Method(ABC):
+class Method(Plugin, ABC):
     """A federated training method: a factory of its server and client parts."""
-
-    Config: ClassVar[type] = NoOptions
-    registered_name: ClassVar[str]
-
-    def __init__(self, config: Any = None) -> None:
-        self.config = config if config is not None else self.Config()
 
     @abstractmethod
     def server(self, ctx: RunContext, *, defenses: Sequence[Defense]) -> Any:
