@@ -87,3 +87,16 @@ def test_ls_adversaries_lists_every_behaviour(capsys):
     for name in ("nan", "inf", "huge", "sign-flip", "scaled", "garbage-bytes", "truncated",
                  "wrong-shape", "inflated-count"):
         assert f"  {name} " in out
+
+
+def test_the_trace_keeps_decodable_updates_and_says_why_others_are_missing(tmp_path):
+    from fedlpp.federation.trace import TraceReader
+
+    _, out = run_tiny(tmp_path, _adversary("truncated"), name="truncated")
+    trace = TraceReader(out)
+    trace.update(1, 0)  # the honest client's update is there
+    with pytest.raises(FedlppError, match="client 1 in round 1 was rejected"):
+        trace.update(1, 1)
+    _, out = run_tiny(tmp_path, _adversary("nan"), name="nan")
+    tensors, meta = TraceReader(out).update(1, 1)  # decodable: kept, marked rejected
+    assert meta["accepted"] == "false" and "non-finite" in meta["reason"]

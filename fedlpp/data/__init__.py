@@ -14,6 +14,7 @@ from fedlpp.config import DataConfig
 from fedlpp.data import csv_file, hf, jsonl_file, kjv_genre, kjv_lm, text_file  # noqa: F401 (register)
 from fedlpp.data.base import DATASETS, Record, TextDataset
 from fedlpp.errors import FedlppError
+from fedlpp.seeding import numpy_rng
 
 __all__ = ["DATASETS", "Record", "TextDataset", "load_dataset"]
 
@@ -41,6 +42,6 @@ def load_dataset(cfg: DataConfig, *, seed: int) -> TextDataset:
     if n == 0:
         raise FedlppError(f"data.name={cfg.name!r} gave no records (data.path={cfg.path!r})")
     if 0 < cfg.max_records < n:
-        picked = np.random.default_rng(seed).choice(n, size=cfg.max_records, replace=False)
+        picked = numpy_rng(seed).choice(n, size=cfg.max_records, replace=False)
         dataset.records = [dataset.records[i] for i in np.sort(picked)]
     return dataset

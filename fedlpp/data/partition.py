@@ -17,6 +17,7 @@ import numpy as np
 from fedlpp.config import DataConfig
 from fedlpp.data.base import TextDataset
 from fedlpp.errors import FedlppError
+from fedlpp.seeding import numpy_rng
 
 SCHEMES = ("iid", "dirichlet", "natural")
 
@@ -98,7 +99,7 @@ def partition(*, keys: Sequence[Hashable], num_clients: int, scheme: str, alpha:
     """
     if num_clients < 1:
         raise FedlppError(f"Invalid fed.num_clients: {num_clients} (allowed: >= 1)")
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     if scheme == "iid":
         shards = _iid(len(keys), num_clients, rng)
     elif scheme == "dirichlet":
@@ -208,7 +209,7 @@ def make_splits(dataset: TextDataset, *, cfg: DataConfig, num_clients: int, seed
     """
     n = len(dataset.records)
     # Seed tags 1..3 give independent streams (a [seed, 0] tag would collide with plain seed).
-    rng_test, rng_part, rng_members = (np.random.default_rng([seed, tag]) for tag in (1, 2, 3))
+    rng_test, rng_part, rng_members = (numpy_rng(seed, tag) for tag in (1, 2, 3))
     n_test = max(1, math.floor(cfg.test_fraction * n + 0.5))
     perm = rng_test.permutation(n)
     test, rest = perm[:n_test].tolist(), sorted(perm[n_test:].tolist())

@@ -143,6 +143,10 @@ class TraceReader:
     def update(self, rnd: int, client: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """A received update and its metadata (``num_examples``, ``accepted``, ``reason``)."""
         path = self.at.update(rnd, client)
+        rejected = {r["client"]: r["reason"] for r in self.result["rounds"][rnd - 1]["rejected"]}
+        if not path.exists() and client in rejected:
+            raise FedlppError(f"The upload of client {client} in round {rnd} was rejected and "
+                              f"holds no readable update ({rejected[client]})")
         self._need(path, "trace.updates=true", f"update of client {client} in round {rnd}")
         with safe_open(str(path), framework="pt") as fh:
             return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata())

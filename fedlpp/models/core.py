@@ -21,6 +21,7 @@ from torch import nn
 from fedlpp.config import LoraConfig, ModelConfig
 from fedlpp.errors import FedlppError
 from fedlpp.registry import Registry
+from fedlpp.seeding import seed_torch
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -205,7 +206,7 @@ def load_model(cfg: ModelConfig, lora: LoraConfig, *, task: Task, num_labels: in
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
         task_type=peft.TaskType.CAUSAL_LM if task == "lm" else peft.TaskType.SEQ_CLS,
     )
-    torch.manual_seed(seed)
+    seed_torch(seed)
     model = peft.get_peft_model(base, peft_cfg)
     return ModelBundle(model=model, tokenizer=tokenizer, task=task, name=cfg.name,
                        num_labels=num_labels if task == "cls" else None)
