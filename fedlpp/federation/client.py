@@ -72,8 +72,10 @@ class LocalModel:
     """A client's model: loads a broadcast payload into it, decoding only what it must.
 
     A payload is decoded once however many simulated clients train from it. A frozen tensor
-    (scope ``full``'s base weights) is neither decoded nor loaded again while its bytes are
-    those last loaded and nothing else wrote into the model (its version counter is unchanged).
+    (scope ``full``'s base weights, resent every round) is decoded again only when its bytes
+    change, and copied into the model again only when something else wrote there since (its
+    version counter moved, e.g. an evaluation of the master); like any client, it keeps the
+    decoded frozen weights for that.
     """
 
     def __init__(self, model: torch.nn.Module, *, layout: Layout, quantizer: Quantizer) -> None:
@@ -83,8 +85,8 @@ class LocalModel:
                         and not self._targets[n].requires_grad}
         self._payload: bytes | None = None
         self._trainable: dict[str, torch.Tensor] = {}
-        self._frozen_packed: dict[str, Any] = {}
-        self._loaded: dict[str, tuple[bytes, int]] = {}  # frozen name -> (bytes, version)
+        self._decoded: dict[str, tuple[bytes, torch.Tensor]] = {}  # frozen: bytes -> tensor
+        self._version: dict[str, int] = {}  # frozen: the parameter's version after our copy
 
     def receive(self, payload: bytes) -> dict[str, torch.Tensor]:
         """Load ``payload`` into the model; returns the decoded trainable tensors."""
@@ -92,13 +94,18 @@ class LocalModel:
             packed = decode_body(payload, layout=self.layout)
             self._trainable = {n: self.quantizer.dequantize(p) for n, p in packed.items()
                                if n not in self._frozen}
-            self._frozen_packed = {n: p for n, p in packed.items() if n in self._frozen}
+            for name in self._frozen:
+                raw = packed[name].to_bytes()
+                if name not in self._decoded or self._decoded[name][0] != raw:
+                    self._decoded[name] = (raw, self.quantizer.dequantize(packed[name]))
+                    self._version.pop(name, None)
             self._payload = payload
-        for name, p in self._frozen_packed.items():
-            raw, param = p.to_bytes(), self._targets[name]
-            if self._loaded.get(name) != (raw, param._version):
-                load_state(self.model, {name: self.quantizer.dequantize(p)})
-                self._loaded[name] = (raw, param._version)
+        with torch.no_grad():
+            for name, (_, tensor) in self._decoded.items():
+                param = self._targets[name]
+                if self._version.get(name) != param._version:
+                    param.copy_(tensor)
+                    self._version[name] = param._version
         load_state(self.model, self._trainable)
         return self._trainable
 
