@@ -21,6 +21,26 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def _cpu() -> dict[str, Any]:
+    """The CPU and the vector instructions torch's kernels use on it: float results can differ
+    in the last bits between CPUs whose kernels differ (e.g. AVX2 vs AVX-512)."""
+    model = platform.processor() or None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError):
+        capability = None
+    return {"model": model, "torch_capability": capability}
+
+
 def provenance() -> dict[str, Any]:
     """What produced a result, so anyone can tell whether they can repeat it."""
     versions = {}
@@ -31,6 +51,7 @@ def provenance() -> dict[str, Any]:
             versions[pkg] = None
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
+        "cpu": _cpu(),
         "git_sha": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
         "versions": versions,
