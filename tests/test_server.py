@@ -116,6 +116,13 @@ def test_a_client_that_failed_is_named_and_a_round_where_every_client_failed_rai
         server.aggregate(2, [Upload(client=3, data=None, error="OSError: gone")])
 
 
+def test_a_second_upload_from_the_same_client_in_a_round_is_rejected():
+    server = make_server()
+    verdicts, _ = server.aggregate(1, [send(server, 1, 1), send(server, 1, 1), send(server, 1, 2)])
+    assert [v.accepted for v in verdicts] == [True, False, True]
+    assert verdicts[1].reason == "a second upload in round 1"
+
+
 def test_an_aggregate_that_would_overflow_the_master_is_refused_and_its_clients_named():
     server = make_server(server_lr=1e38)
     before = {n: t.clone() for n, t in server.master.items()}

@@ -105,12 +105,19 @@ class FedLPPServer:
         rule = build_aggregator(self.aggregator)
         verdicts: list[Verdict] = []
         reach: dict[int, float] = {}
+        seen: set[int] = set()
         for upload in uploads:
-            verdict = self.receive(rnd, upload, broadcast=received)
+            if upload.client in seen:
+                verdict = Verdict(client=upload.client, accepted=False, nbytes=upload.nbytes,
+                                  reason=f"a second upload in round {rnd}")
+            else:
+                verdict = self.receive(rnd, upload, broadcast=received)
+            seen.add(upload.client)
             if verdict.accepted:
                 rule.add(verdict.tensors, weight=verdict.num_examples, client=verdict.client)
+                # accepted values are far below float32's range: the difference cannot overflow
                 reach[verdict.client] = verdict.num_examples * max_abs(
-                    {n: t.double() - received[n].double() for n, t in verdict.tensors.items()})
+                    {n: t.float() - received[n] for n, t in verdict.tensors.items()})
             else:
                 log.warning("round %d: rejected the update of client %d: %s", rnd,
                             verdict.client, verdict.reason)

@@ -45,6 +45,7 @@ CASES: dict[str, tuple[str | None, list[str]]] = {
 
 def tensors_digest(path: Path) -> str:
     """A content hash of a safetensors file's tensors (names, dtypes, shapes, values)."""
+    import torch
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
@@ -52,7 +53,7 @@ def tensors_digest(path: Path) -> str:
     for name in sorted(tensors):
         t = tensors[name].contiguous()
         h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(-1).view(__import__("torch").uint8).numpy().tobytes())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 
