@@ -28,6 +28,15 @@ class AttackResult:
     and ``round`` (which round's master it estimates; ``num_rounds + 1`` = the final one).
     A membership attack fills ``scores`` (higher = more likely a member) and ``labels``
     (1 = member), aligned with ``indices`` (record ids).
+
+    Controls (what the same measurement shows where there is nothing to find):
+
+    * ``control_scores`` (membership): the same attack's scores on the same candidates from the
+      *untrained* model (the base model for ``central`` / ``proxy``; for ``update``, the
+      broadcast the client started from). Its AUC is what record selection alone gives.
+    * ``control`` (recovery): the no-payload control, i.e. the private tensors the attacker gets
+      with the same budget and data started from the public starting point instead of the
+      payloads (None for attacks without such a control, e.g. ``as-is``).
     """
 
     recovered: dict[str, torch.Tensor] | None = None
@@ -35,6 +44,8 @@ class AttackResult:
     scores: np.ndarray | None = None
     labels: np.ndarray | None = None
     indices: np.ndarray | None = None
+    control_scores: np.ndarray | None = None
+    control: dict[str, torch.Tensor] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
