@@ -63,6 +63,9 @@ class DataConfig:
     label_field: str = ""
     group_field: str = ""  # column giving each record's natural group (user, author, source)
     max_records: int = 2000  # records drawn (seeded) from the dataset before splitting; 0 = all
+    # drop records whose text repeats an earlier one before drawing: a repeated text would be a
+    # member and a non-member at once (KJV has a verse 72 times)
+    dedup: bool = True
     seq_len: int = 64
     partition: Literal["iid", "dirichlet", "natural"] = "iid"
     alpha: float = 0.5  # dirichlet concentration

@@ -100,3 +100,23 @@ def test_a_larger_block_costs_fewer_bytes_now_that_padding_is_not_sent(tmp_path)
     small, _ = run_tiny(tmp_path, "quant.block_size=64", "fed.rounds=1", name="b64")
     large, _ = run_tiny(tmp_path, "quant.block_size=65536", "fed.rounds=1", name="b65536")
     assert large["rounds"][0]["bytes_down_per_client"] < small["rounds"][0]["bytes_down_per_client"]
+
+
+def test_the_trace_records_every_training_batch_with_its_record_ids(tmp_path):
+    from fedlpp.federation.trace import TraceReader
+
+    result, out = run_tiny(tmp_path, 'adversaries=[{behaviour = "nan", clients = [1], rounds = [2]}]')
+    trace = TraceReader(out)
+    cfg = load_config(None, TINY)
+    for rnd in (1, 2):
+        batches = trace.batches(rnd)
+        assert sorted(batches) == [0, 1]
+        for c, entry in batches.items():
+            assert len(entry["steps"]) == cfg.fed.local_steps
+            assert all(len(step) == cfg.fed.batch_size for step in entry["steps"])
+            assert {i for step in entry["steps"] for i in step} <= set(trace.splits.members[c])
+            assert entry["accepted"] == (rnd == 1 or c == 0)
+    every = trace.trained(accepted_only=False)
+    accepted = trace.trained()
+    assert sum(every.values()) == 2 * 2 * cfg.fed.local_steps * cfg.fed.batch_size
+    assert sum(accepted.values()) == 3 * cfg.fed.local_steps * cfg.fed.batch_size

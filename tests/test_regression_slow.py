@@ -38,6 +38,7 @@ def rerun(request, tmp_path_factory):
     torch.set_num_threads(1)  # as the suite's workers run
     cell = published(suite, labels)
     cfg = from_dict(RunConfig, cell["config"])
+    cfg.data.dedup = False  # the old loop kept repeated texts
     old = next(c for c in STORED["cells"] if c["labels"] == labels and c["suite"] == suite)
     result = run_federation(cfg, out=tmp_path_factory.mktemp("run"), quiet=True, echo=False)
     return cell, old, result, cfg

@@ -3,14 +3,16 @@
 Targets: ``central`` (the final central model, threat model ``outsider``), ``proxy`` (the final
 broadcast a client holds, ``client``), ``update`` (one client's last update, i.e. its adapter on
 top of the broadcast it started from, ``server``). Members and non-members come from the run's
-recorded splits, so both are drawn from the same distribution.
+recorded splits and batches: members are records the target was trained on, non-members come
+from the same distribution and were never trained on. Every result carries the same attack's
+scores on the untrained model (its control).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -55,26 +57,41 @@ class MembershipAttack(Attack):
         return (self.config.client,) if self.config.target == "proxy" else ()
 
     # --- which records, which model -----------------------------------------------------------
-    def candidates(self, obs: Observation) -> tuple[list[int], list[int]]:
-        """(members, non-members) of the target, from the recorded splits (ground truth)."""
-        splits = obs.ctx.trace.splits
-        c = self.config.client
+    def candidates(self, obs: Observation) -> tuple[list[int], list[int], dict[str, Any]]:
+        """(members, non-members, coverage) of the target.
+
+        Labels are facts from the trace: a member is a record that was in a local training batch
+        of an update that reached the target (``central`` / ``proxy``: an accepted update of any
+        round; ``update``: the attacked update itself); a non-member is a record of the recorded
+        non-member splits, never trained on. Member-pool records that no batch held are neither.
+        ``coverage`` says how much of the member pool was trained on, and how many times.
+        """
+        trace, c = obs.ctx.trace, self.config.client
+        splits = trace.splits
         if self.config.target == "update":
-            members, nonmembers = list(splits.members[c]), list(splits.nonmembers[c])
+            clients = [c]
+            counts = trace.trained(clients=clients, rounds=[self.update_round(obs)],
+                                   accepted_only=False)  # what the client sent, judged or not
         else:
-            others = [k for k in range(len(splits.members))
-                      if self.config.target == "central" or k != c]
-            members = [i for k in others for i in splits.members[k]]
-            nonmembers = [i for k in others for i in splits.nonmembers[k]]
+            clients = [k for k in range(len(splits.members))
+                       if self.config.target == "central" or k != c]
+            counts = trace.trained(clients=clients)
+        pool = [i for k in clients for i in splits.members[k]]
+        members = [i for i in pool if i in counts]
+        nonmembers = [i for k in clients for i in splits.nonmembers[k]]
+        coverage = {"pool": len(pool), "trained": len(members),
+                    "share": len(members) / len(pool) if pool else None,
+                    "mean_times": (sum(counts[i] for i in members) / len(members)
+                                   if members else None)}
         if self.config.max_records:
             rng = np.random.default_rng(self.config.seed)
             cap = self.config.max_records
             members = sorted(rng.permutation(members)[:cap].tolist())
             nonmembers = sorted(rng.permutation(nonmembers)[:cap].tolist())
         if not members or not nonmembers:
-            raise FedlppError(f"Target {self.config.target!r} has {len(members)} members and "
-                              f"{len(nonmembers)} non-members; both must be > 0")
-        return members, nonmembers
+            raise FedlppError(f"Target {self.config.target!r} has {len(members)} trained members "
+                              f"and {len(nonmembers)} non-members; both must be > 0")
+        return members, nonmembers, coverage
 
     def target_tensors(self, obs: Observation) -> dict[str, torch.Tensor]:
         """The private tensors of the attacked model (``central`` is black-box: scores only)."""
@@ -116,14 +133,28 @@ class MembershipAttack(Attack):
                 obs.proxy(self.update_round(obs)), indices))
         return obs.ctx.signals(obs.ctx.initial, indices)
 
+    def control_signals(self, obs: Observation, indices: list[int]) -> SampleSignals:
+        """The untrained model's signals: what the target was before training on the members
+        (the base model for ``central`` / ``proxy``; for ``update``, the broadcast the client
+        started from). An evaluator's control, not something the attacker needs to hold."""
+        if self.config.target == "update":
+            rnd = self.update_round(obs)
+            return self.shared(obs, "control", indices, lambda: obs.ctx.signals(
+                obs.ctx.dequantize(obs.ctx.trace.payload(rnd)), indices))
+        return obs.ctx.signals(obs.ctx.initial, indices)
+
     # --- the attack -----------------------------------------------------------------------------
     def run(self, obs: Observation) -> AttackResult:
-        members, nonmembers = self.candidates(obs)
+        members, nonmembers, coverage = self.candidates(obs)
         indices = members + nonmembers
         labels = np.array([1] * len(members) + [0] * len(nonmembers))
-        scores = np.asarray(self.score(self.target_signals(obs, indices), obs=obs,
-                                       indices=indices), dtype=np.float64)
-        return AttackResult(scores=scores, labels=labels, indices=np.array(indices))
+        scores = self.score(self.target_signals(obs, indices), obs=obs, indices=indices)
+        # the same attack on the same candidates, scored on the untrained model
+        control = self.score(self.control_signals(obs, indices), obs=obs, indices=indices)
+        return AttackResult(scores=np.asarray(scores, dtype=np.float64), labels=labels,
+                            indices=np.array(indices),
+                            control_scores=np.asarray(control, dtype=np.float64),
+                            extra={"coverage": coverage})
 
     @abstractmethod
     def score(self, target: SampleSignals, *, obs: Observation, indices: list[int]) -> np.ndarray:

@@ -19,10 +19,23 @@ from fedlpp.seeding import numpy_rng
 __all__ = ["DATASETS", "Record", "TextDataset", "load_dataset"]
 
 
+def unique_texts(records: list[Record]) -> list[Record]:
+    """``records`` without those whose text (whitespace-normalised) repeats an earlier one's."""
+    seen: set[str] = set()
+    out = []
+    for r in records:
+        key = " ".join(r.text.split())
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 def load_dataset(cfg: DataConfig, *, seed: int) -> TextDataset:
     """Load dataset ``cfg.name`` and, when ``cfg.max_records`` > 0, draw that many records.
 
-    The draw is a seeded sample without replacement (``numpy`` ``default_rng(seed)``); the
+    With ``cfg.dedup`` (the default) records repeating an earlier record's text are dropped
+    first. The draw is a seeded sample without replacement (``numpy`` ``default_rng(seed)``); the
     drawn records keep their order in the full dataset, so the result depends only on the data,
     ``max_records`` and ``seed``, and nearby records (one book, one file region) stay together.
 
@@ -38,6 +51,8 @@ def load_dataset(cfg: DataConfig, *, seed: int) -> TextDataset:
     """
     dataset = DATASETS.get(cfg.name)(cfg)
     dataset.name = cfg.name
+    if cfg.dedup:
+        dataset.records = unique_texts(dataset.records)
     n = len(dataset.records)
     if n == 0:
         raise FedlppError(f"data.name={cfg.name!r} gave no records (data.path={cfg.path!r})")

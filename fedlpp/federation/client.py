@@ -19,13 +19,13 @@ from fedlpp.adversaries import Adversary
 from fedlpp.config import FedConfig
 from fedlpp.data.batching import batch_slices, trim
 from fedlpp.defenses import Defense, Trainer
-from fedlpp.federation.records import LocalUpdate, Upload
+from fedlpp.federation.records import LocalUpdate, Step, Upload
 from fedlpp.federation.wire import Layout, decode_body, encode_upload
 from fedlpp.models import load_state, trainable_state
 from fedlpp.quant import Quantizer
 from fedlpp.seeding import derive_seed, seed_torch, torch_generator
 
-StepCallback = Callable[[float, float], None]  # (loss, seconds spent in the step)
+StepCallback = Callable[[Step], None]
 
 
 def num_local_steps(fed: FedConfig, *, num_examples: int) -> int:
@@ -42,7 +42,8 @@ def local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], ste
     """AdamW on the model's trainable tensors for ``steps`` seeded batches of ``data``.
 
     Shared by honest clients and by attacks that keep training (``project`` is called after each
-    step, e.g. to clamp parameters into a box). ``on_step`` gets each step's loss and seconds.
+    step, e.g. to clamp parameters into a box). ``on_step`` gets each :class:`Step` (the batch's
+    row positions in ``data``, the loss, the seconds).
     Returns the per-step losses.
     """
     model.train()
@@ -64,7 +65,7 @@ def local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], ste
                 project()
         losses.append(float(loss.detach()))
         if on_step is not None:
-            on_step(losses[-1], time.perf_counter() - t0)
+            on_step(Step(batch=idx.tolist(), loss=losses[-1], seconds=time.perf_counter() - t0))
     return losses
 
 
@@ -136,7 +137,7 @@ def client_round(*, client: int, rnd: int, payload: bytes, local: LocalModel,
         seed: the run seed.
         defenses: their ``around_training`` hooks wrap the local trainer.
         adversaries: behaviours that apply to this client and round edit its result.
-        on_step: called with each step's loss and seconds.
+        on_step: called with each :class:`Step` (batch positions in ``data``, loss, seconds).
 
     A client that raises is reported as failed (``Upload.error``), never ending the run.
     """

@@ -2,8 +2,8 @@
 
 The driver calls the same named hooks on every observer, in this order: ``on_start`` once,
 ``on_evaluate(0)`` (the base model), then per round ``on_round_start``, ``on_broadcast``,
-``on_step`` (each local
-training step), ``on_verdict`` (each upload the server judged), ``on_evaluate`` and ``on_round``;
+``on_step`` (each local training step, with its batch's record ids), ``on_verdict`` (each upload
+the server judged), ``on_evaluate`` and ``on_round``;
 ``on_end`` once, also when the run fails. The trace writer (:mod:`fedlpp.federation.trace`)
 is one too.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from fedlpp.federation.records import RoundRecord, RunResult, Verdict
+from fedlpp.federation.records import RoundRecord, RunResult, Step, Verdict
 
 
 class Observer:
@@ -28,7 +28,7 @@ class Observer:
 
     def on_broadcast(self, rnd: int, sent: Any) -> None: ...
 
-    def on_step(self, loss: float, seconds: float) -> None: ...
+    def on_step(self, rnd: int, client: int, step: Step) -> None: ...
 
     def on_verdict(self, rnd: int, verdict: Verdict) -> None: ...
 
@@ -57,9 +57,9 @@ class Observers(Observer):
         for o in self.all:
             o.on_broadcast(rnd, sent)
 
-    def on_step(self, loss: float, seconds: float) -> None:
+    def on_step(self, rnd: int, client: int, step: Step) -> None:
         for o in self.all:
-            o.on_step(loss, seconds)
+            o.on_step(rnd, client, step)
 
     def on_verdict(self, rnd: int, verdict: Verdict) -> None:
         for o in self.all:
@@ -93,8 +93,8 @@ class Timer(Observer):
         self.marks.setdefault("ready", time.perf_counter())
         self.marks["round"], self._train_s = time.perf_counter(), 0.0
 
-    def on_step(self, loss: float, seconds: float) -> None:
-        self._train_s += seconds
+    def on_step(self, rnd: int, client: int, step: Step) -> None:
+        self._train_s += step.seconds
 
     def on_evaluate(self, rnd: int) -> None:
         self.marks["eval" if rnd else "base_eval"] = time.perf_counter()
@@ -131,7 +131,7 @@ class Console(Observer):
         self.bar.total += sum(self.steps(fed, num_examples=len(self.ctx.splits.members[c]))
                               for c in clients)
 
-    def on_step(self, loss: float, seconds: float) -> None:
+    def on_step(self, rnd: int, client: int, step: Step) -> None:
         self.bar.update(1)
 
     def on_round(self, record: RoundRecord) -> None:

@@ -11,6 +11,16 @@ import torch
 
 
 @dataclass
+class Step:
+    """One local optimizer step: which rows of the client's data were in its batch (positions;
+    the client step turns them into dataset record ids), its loss and its seconds."""
+
+    batch: list[int]
+    loss: float
+    seconds: float
+
+
+@dataclass
 class LocalUpdate:
     """A client's trained private tensors before encoding (what an adversarial client edits)."""
 

@@ -4,6 +4,7 @@ client object (built by the training method). The trace, the console and the tim
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ def drive(ctx: RunContext, *, server: Any, client: Any, watch: Observer,
         # 3. local training on each sampled client from exactly the bytes it received, and
         # 4. the server decodes, checks and aggregates each upload as it arrives (one at a
         #    time), then updates the master straight-through
-        uploads = (client.round(client=c, rnd=rnd, payload=sent.data, on_step=watch.on_step)
+        uploads = (client.round(client=c, rnd=rnd, payload=sent.data,
+                                on_step=functools.partial(watch.on_step, rnd, c))
                    for c in clients)
         verdicts, refused = server.aggregate(rnd, uploads,
                                              observe=lambda v, r=rnd: watch.on_verdict(r, v))

@@ -9,6 +9,9 @@ Layout under ``DIR/trace/`` (:class:`TraceLayout`, shared by the writer and the 
     private_base.safetensors          scope ``full``: the private base weights (they never change)
     round_0001/updates/client_0003.safetensors   a decoded update (+ num_examples, accepted,
                                       reason); an upload that could not be decoded has none
+    round_0001/batches.json           per client: the record ids of each local training batch
+                                      and whether its update was accepted (the ground truth of
+                                      who was trained on, for membership labels)
     final_master.safetensors          the master after the last round (always kept)
     final_payload.safetensors         its broadcast: what a client would receive next
 
@@ -30,7 +33,7 @@ from fedlpp.config import RunConfig, from_dict
 from fedlpp.data.partition import Splits
 from fedlpp.errors import FedlppError
 from fedlpp.federation.observers import Observer
-from fedlpp.federation.records import RunResult, Verdict
+from fedlpp.federation.records import RoundRecord, RunResult, Step, Verdict
 from fedlpp.federation.wire import decode_payload, encode_payload
 from fedlpp.io import atomic_save_tensors, atomic_write_bytes, atomic_write_json
 
@@ -57,6 +60,9 @@ class TraceLayout:
     def update(self, rnd: int, client: int) -> Path:
         return self.round_dir(rnd) / "updates" / f"client_{client:04d}.safetensors"
 
+    def batches(self, rnd: int) -> Path:
+        return self.round_dir(rnd) / "batches.json"
+
 
 class TraceWriter(Observer):
     """Writes what the trace config asks for, as an observer of the round driver."""
@@ -66,6 +72,8 @@ class TraceWriter(Observer):
         self.at = TraceLayout(root)
         self.payloads, self.updates, self.masters, self.rounds = payloads, updates, masters, rounds
         self.server: Any = None
+        self.steps: dict[int, list[list[int]]] = {}  # this round's batches, per client
+        self.accepted: dict[int, bool] = {}
         self.at.root.mkdir(parents=True, exist_ok=True)
 
     def on_start(self, ctx: Any, server: Any) -> None:
@@ -81,11 +89,21 @@ class TraceWriter(Observer):
         if self.masters == "all" or (self.masters == "last" and rnd == self.rounds):
             atomic_save_tensors(self.at.master(rnd), self.server.trainable, {"round": str(rnd)})
 
+    def on_step(self, rnd: int, client: int, step: Step) -> None:
+        self.steps.setdefault(client, []).append(list(step.batch))
+
     def on_verdict(self, rnd: int, verdict: Verdict) -> None:
+        self.accepted[verdict.client] = verdict.accepted
         if self.updates and verdict.tensors is not None:
             meta = {"client": str(verdict.client), "num_examples": str(verdict.num_examples),
                     "accepted": str(verdict.accepted).lower(), "reason": verdict.reason or ""}
             atomic_save_tensors(self.at.update(rnd, verdict.client), verdict.tensors, meta)
+
+    def on_round(self, record: RoundRecord) -> None:
+        batches = {str(c): {"accepted": self.accepted.get(c, False), "steps": steps}
+                   for c, steps in sorted(self.steps.items())}
+        atomic_write_json(self.at.batches(record.round), batches)
+        self.steps, self.accepted = {}, {}
 
     def on_end(self, result: RunResult, server: Any) -> None:
         if result.status != "ok":
@@ -150,6 +168,29 @@ class TraceReader:
         self._need(path, "trace.updates=true", f"update of client {client} in round {rnd}")
         with safe_open(str(path), framework="pt") as fh:
             return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata())
+
+    def batches(self, rnd: int) -> dict[int, dict[str, Any]]:
+        """Round ``rnd``'s local training batches: client -> ``{"accepted", "steps"}``, each step
+        the record ids of one batch."""
+        path = self.at.batches(rnd)
+        if not path.exists():
+            raise FedlppError(f"The trace in {str(self.dir)!r} does not record which records were "
+                              f"trained on in round {rnd} (a trace made before batches were "
+                              "recorded): train the run again")
+        return {int(c): v for c, v in json.loads(path.read_text()).items()}
+
+    def trained(self, *, clients: list[int] | None = None, rounds: list[int] | None = None,
+                accepted_only: bool = True) -> dict[int, int]:
+        """How many times each record was in a training batch, over ``rounds`` (default all)
+        and ``clients`` (default all), counting only accepted updates unless told otherwise."""
+        counts: dict[int, int] = {}
+        for rnd in rounds or range(1, self.num_rounds + 1):
+            for c, entry in self.batches(rnd).items():
+                if (clients is None or c in clients) and (entry["accepted"] or not accepted_only):
+                    for step in entry["steps"]:
+                        for i in step:
+                            counts[i] = counts.get(i, 0) + 1
+        return counts
 
     def master(self, rnd: int) -> dict[str, torch.Tensor]:
         """The master round ``rnd``'s payload was made from; ``num_rounds + 1`` is the final one."""

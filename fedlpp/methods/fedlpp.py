@@ -11,7 +11,7 @@ import torch
 
 from fedlpp.defenses import Defense
 from fedlpp.federation.client import LocalModel, StepCallback, client_round
-from fedlpp.federation.records import Upload
+from fedlpp.federation.records import Step, Upload
 from fedlpp.federation.server import FedLPPServer
 from fedlpp.federation.wire import Layout
 from fedlpp.methods import METHODS, Method
@@ -37,11 +37,19 @@ class FedLPPClient:
 
     def round(self, *, client: int, rnd: int, payload: bytes,
               on_step: StepCallback | None = None) -> Upload:
-        """Client ``client``'s step of round ``rnd`` from the payload it received."""
+        """Client ``client``'s step of round ``rnd`` from the payload it received; ``on_step``
+        gets each step with its batch as dataset record ids (the evaluation's ground truth of
+        who was trained on; it is not part of what the client sends)."""
+        records = self.ctx.splits.members[client]
+
+        def step(s: Step) -> None:
+            if on_step is not None:
+                on_step(Step(batch=[records[i] for i in s.batch], loss=s.loss, seconds=s.seconds))
+
         return client_round(client=client, rnd=rnd, payload=payload, local=self.local,
                             data=self.ctx.client_data[client], fed=self.ctx.cfg.fed,
                             uploader=self.ctx.uploader, seed=self.ctx.cfg.seed,
-                            defenses=self.defenses, adversaries=self.adversaries, on_step=on_step)
+                            defenses=self.defenses, adversaries=self.adversaries, on_step=step)
 
 
 @METHODS.register("fedlpp")
