@@ -2,7 +2,6 @@
 score on hand-built signals, an over-fitted model that must leak, labels from the trained
 batches, the control on the untrained model, bad options."""
 
-import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,13 +11,9 @@ from conftest import run_tiny
 
 from attacks.base import ATTACKS
 from attacks.context import AttackContext, Observation
-from attacks.membership.lira import lira_scores, statistic
 from attacks.runner import build_attacks, load_builtin, run_attacks
 from attacks.signals import SampleSignals
-from fedlpp.data.base import Record
-from fedlpp.data.encode import encode
 from fedlpp.errors import FedlppError
-from fedlpp.models.tiny_llama import byte_tokenizer
 
 load_builtin()
 MEMBERSHIP = [n for n in ATTACKS.names() if ATTACKS.get(n).kind == "membership"]
@@ -90,16 +85,11 @@ def tiny_cls(tmp_path_factory):
 @pytest.mark.parametrize("name", MEMBERSHIP)
 def test_every_membership_attack_runs_on_classification(tiny_cls, name):
     res = tiny_cls[name]
+    if name.startswith("zlib"):  # a text-compression ratio means nothing for a label's loss
+        assert res["status"] == "failed" and "task lm" in res["error"]
+        return
     assert res["status"] == "ok", res.get("error")
     assert 0.0 <= res["metrics"]["auc"]["value"] <= 1.0
-
-
-def test_lira_trains_shadows_once_per_run_and_reports_the_time(tiny):
-    _, results = tiny
-    first, *later = (results[t]["lira"]["extra"] for t in TARGETS)
-    assert first["shadow_train_s"] > 0 and first["shadows_reused"] is False
-    assert all(e["shadows_reused"] is True and e["shadow_train_s"] < first["shadow_train_s"]
-               for e in later)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -149,19 +139,6 @@ def test_overfitted_update_leaks_membership(tmp_path):
 
 
 # --- known answers --------------------------------------------------------------------------------
-def test_zlib_known_answer_on_the_text_the_model_saw():
-    texts = ["abc", "In the beginning God created the heaven and the earth."]
-    tok = byte_tokenizer()
-    ctx = SimpleNamespace(
-        encode=lambda idx: encode([Record(text=texts[i]) for i in idx], tokenizer=tok,
-                                  task="lm", seq_len=23),  # <s> + 22 bytes: the verse is cut
-        run=SimpleNamespace(bundle=SimpleNamespace(tokenizer=tok)))
-    sig = signals([[-1.0, -2.0, -8.0], [-3.0] * 22])
-    got = attack("zlib").score(sig, obs=SimpleNamespace(ctx=ctx), indices=[0, 1])
-    # zlib sizes: b"abc" -> 11 bytes, b"In the beginning God c" (the first 22 bytes) -> 30 bytes
-    np.testing.assert_allclose(got, [-11.0 / 11, -66.0 / 30])
-
-
 def test_min_k_known_answers():
     sig = signals([[-1, -2, -3, -4, -5], [-0.5], [], -np.arange(100.0)])
     np.testing.assert_allclose(attack("min-k").score(sig, obs=None, indices=[]),
@@ -195,18 +172,6 @@ def test_reference_known_answers():
     np.testing.assert_allclose(
         attack("reference", "target=update").score(target, obs=obs, indices=[0, 1]),
         [1.5 - 1.0, 5.0 - 4.0])
-
-
-def test_lira_known_answers():
-    # two shadows: record 0 has mu 2, sigma sqrt(2); record 1 has sigma 0 -> global sigma 1
-    np.testing.assert_allclose(lira_scores(target=[4.0, 2.5], shadows=[[1.0, 2.0], [3.0, 2.0]]),
-                               [math.sqrt(2.0), 0.5])
-    # one shadow: no per-record sigma; global = std of its statistic over records = 1
-    np.testing.assert_allclose(lira_scores(target=[2.0, 2.0], shadows=[[1.0, 3.0]]), [1.0, -1.0])
-    sig = signals([[math.log(0.8)], [math.log(0.5)]])
-    np.testing.assert_allclose(statistic(sig, task="cls"), [math.log(4.0), 0.0], atol=1e-12)
-    np.testing.assert_allclose(statistic(sig, task="lm"), [math.log(0.8), math.log(0.5)])
-    assert np.isfinite(statistic(signals([[0.0]]), task="cls")).all()  # p = 1 is capped
 
 
 # --- bad options ----------------------------------------------------------------------------------

@@ -126,11 +126,17 @@ class MembershipAttack(Attack):
                            lambda: obs.ctx.signals(self.target_tensors(obs), indices))
 
     def reference_signals(self, obs: Observation, indices: list[int]) -> SampleSignals:
-        """The natural reference model: the public base for ``central`` / ``proxy``; for
-        ``update``, the broadcast the client started from."""
+        """The natural reference model, as the target's attacker can hold it: the public base
+        (with the run's LoRA init) for ``central``, and for ``proxy`` in scope ``adapter``; for
+        ``proxy`` in scope ``full`` the round-1 payload (the client never holds the private base
+        weights, only their broadcast, and round 1's is the only one no client trained into);
+        for ``update``, the broadcast the client started from."""
         if self.config.target == "update":
             return self.shared(obs, "reference", indices, lambda: obs.ctx.signals(
                 obs.proxy(self.update_round(obs)), indices))
+        if self.config.target == "proxy" and obs.ctx.trace.config.quant.scope == "full":
+            return self.shared(obs, "reference", indices,
+                               lambda: obs.ctx.signals(obs.proxy(1), indices))
         return obs.ctx.signals(obs.ctx.initial, indices)
 
     def control_signals(self, obs: Observation, indices: list[int]) -> SampleSignals:

@@ -1,16 +1,21 @@
 """zlib ratio (Carlini et al., "Extracting Training Data from Large Language Models", USENIX
-Security 2021): a text the model finds far easier than a generic compressor does was likely seen.
+Security 2021, its "zlib" metric; ``ppl/zlib`` in Shi et al., "Detecting Pretraining Data from
+Large Language Models", ICLR 2024): a text the model finds far easier than a generic compressor
+does was likely seen.
 
-Exact formula, per record::
+Exact formula, per record (higher = member)::
 
-    score = -sum_t NLL_t / len(zlib.compress(text.encode("utf-8")))
+    score = -(1/T) sum_t NLL_t / len(zlib.compress(text.encode("utf-8")))
 
-with ``NLL_t = -log p(x_t | x_<t)`` in nats over the record's scored tokens (for ``cls``: the
-label's NLL) and zlib at its default level. ``text`` is the record as the model saw it: its
-encoded tokens decoded back without special tokens, so truncation to ``data.seq_len`` cuts both
-sides alike. Carlini et al.'s code (and Shi et al.'s ``ppl/zlib``) divides the log-perplexity, i.e.
-the *mean* NLL; the total makes both sides code lengths of the same text (nats vs bytes), so the
-ratio does not drift with the record's length.
+with ``NLL_t = -log p(x_t | x_<t)`` in nats over the record's ``T`` scored tokens, i.e. the
+log-perplexity (mean NLL) over zlib's byte count at its default level, exactly the ratio of
+Carlini et al.'s code (``log(ppl) / zlib``, lower = memorised) and Shi et al.'s
+(``mean log-likelihood / zlib``). A record with no scored token scores 0.0. ``text`` is the
+record as the model saw it: its encoded tokens decoded back without special tokens, so truncation
+to ``data.seq_len`` cuts both sides alike. The total-NLL variant is ``zlib-total``.
+
+Refused on classification data (task ``cls``): there the model scores the label, not the text,
+so the two sides of the ratio would measure different things.
 """
 
 from __future__ import annotations
@@ -20,16 +25,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attacks.base import ATTACKS
+from attacks.base import ATTACKS, AttackResult
 from attacks.context import Observation
 from attacks.membership.base import MembershipAttack
 from attacks.signals import SampleSignals
+from fedlpp.errors import FedlppError
 
 
-def zlib_ratio(*, total_nll: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-    """``-total_nll / zlib bytes`` per record (zlib output is never empty, so never / 0)."""
-    sizes = np.array([len(zlib.compress(t.encode("utf-8"))) for t in texts], dtype=np.float64)
-    return -np.asarray(total_nll, dtype=np.float64) / sizes
+def zlib_sizes(texts: Sequence[str]) -> np.ndarray:
+    """zlib-compressed bytes of each text, UTF-8, default level (never 0: zlib adds a header)."""
+    return np.array([len(zlib.compress(t.encode("utf-8"))) for t in texts], dtype=np.float64)
+
+
+def zlib_ratio(*, nll: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """``-nll / zlib bytes`` per record (``nll``: the mean NLL for ``zlib``, the total for
+    ``zlib-total``)."""
+    return -np.asarray(nll, dtype=np.float64) / zlib_sizes(texts)
 
 
 def scored_texts(obs: Observation, indices: list[int]) -> list[str]:
@@ -42,10 +53,21 @@ def scored_texts(obs: Observation, indices: list[int]) -> list[str]:
 
 @ATTACKS.register("zlib")
 class ZlibAttack(MembershipAttack):
-    """Score = -(total NLL of the target) / zlib-compressed bytes of the scored text."""
+    """Score = -(mean NLL of the target) / zlib-compressed bytes of the scored text."""
 
-    summary = "membership: total NLL over zlib-compressed size of the text (Carlini et al. 2021)"
+    summary = ("membership: log-perplexity over zlib-compressed size of the text "
+               "(Carlini et al. 2021)")
+
+    def nll(self, target: SampleSignals) -> np.ndarray:
+        """The numerator: per-record mean NLL (the log-perplexity)."""
+        return target.loss
+
+    def run(self, obs: Observation) -> AttackResult:
+        if obs.ctx.task == "cls":
+            raise FedlppError(f"Attack '{self.registered_name}' needs language-model data "
+                              "(task lm): on classification data the model scores the label, "
+                              "not the text that zlib compresses")
+        return super().run(obs)
 
     def score(self, target: SampleSignals, *, obs: Observation, indices: list[int]) -> np.ndarray:
-        total_nll = np.array([-float(lp.sum()) for lp in target.token_logprobs])
-        return zlib_ratio(total_nll=total_nll, texts=scored_texts(obs, indices))
+        return zlib_ratio(nll=self.nll(target), texts=scored_texts(obs, indices))
