@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from attacks.signals import SampleSignals, compute_signals
@@ -72,6 +73,30 @@ class AttackContext:
         """Utility on the run's test records, exactly as the run measured central and proxy
         (the same measurement, shared through the run's store when it has one)."""
         return self.run.utility({**self.private_base, **tensors})
+
+    def record_utility(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Per-record utility on the same test records as :meth:`utility` (float64 arrays).
+
+        ``{"loss": summed loss per record, "count": its tokens (1 per record for
+        classification)}`` plus ``"correct"`` (1.0 where the prediction is right) for
+        classification: :meth:`utility` is ``sum(loss) / sum(count)`` and ``mean(correct)``.
+        Shared through the run's store when it has one.
+        """
+        from fedlpp.evaluate import per_record_losses
+
+        data = self.run.test_data
+
+        def compute() -> dict[str, np.ndarray]:
+            with self.loaded(tensors) as model:
+                losses, counts, preds = per_record_losses(
+                    model, data, task=self.task, batch_size=self.trace.config.eval.batch_size)
+            out = {"loss": losses.double().numpy(), "count": counts.double().numpy()}
+            if preds is not None:
+                out["correct"] = (preds == data["labels"]).double().numpy()
+            return out
+
+        return self.run.shared("record_utility", loaded={**self.private_base, **tensors},
+                               data=data, compute=compute, dump=dict, load=dict)
 
     # --- records and signals -----------------------------------------------------------------
     def encode(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:

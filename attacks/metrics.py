@@ -1,19 +1,21 @@
-"""Leakage metrics as pure functions: membership inference (ROC, AUC, TPR at low FPR, advantage,
-bootstrap CIs, calibration) and model leakage (recovered gain, parameter relative error).
+"""Membership-inference metrics as pure functions: ROC, AUC with its bootstrap CI and standard
+error, the paired difference to a control, and :func:`membership_metrics`, which puts them
+together with the held-out low-FPR readings of :mod:`attacks.heldout`.
 
 Convention: ``scores`` higher = more likely a member; ``labels`` 1 = member, 0 = non-member.
+A number the data cannot give is ``None`` beside a ``reason`` string, never NaN.
 """
 
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 ArrayLike = np.ndarray | Sequence[float]
 Metric = Callable[..., float]  # called as metric(scores=..., labels=...)
+LEVEL = 0.95  # coverage of every interval reported
 
 
 def _check(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -81,13 +83,11 @@ def auc(*, scores: ArrayLike, labels: ArrayLike) -> float:
 
 
 def tpr_at_fpr(*, scores: ArrayLike, labels: ArrayLike, fpr: float) -> float:
-    """Highest TPR over thresholds whose FPR is at most ``fpr``.
+    """Highest TPR over thresholds whose FPR *on the same data* is at most ``fpr``.
 
-    The ROC is read as a step function, with no interpolation between points: the conservative
-    reading of Carlini et al., "Membership Inference Attacks From First Principles" (S&P 2022).
-    Interpolating would credit the attacker with a randomised threshold it never reported. So
-    with fewer than ``1/fpr`` non-members the only admissible threshold makes no false positive,
-    and tied scores at the top count as one threshold (all-equal scores give 0.0 below FPR 1).
+    This reads the ROC curve (a step function, no interpolation, as in Carlini et al. S&P 2022);
+    the threshold is picked on the data it is scored on, so it is for plots and tests only. The
+    reported TPR at low FPR is :func:`attacks.heldout.tpr_at_fpr_heldout`.
 
     Args:
         scores, labels: as everywhere in this module.
@@ -102,29 +102,18 @@ def tpr_at_fpr(*, scores: ArrayLike, labels: ArrayLike, fpr: float) -> float:
     return float(rates_tp[allowed].max())  # the (0, 0) point is always allowed
 
 
-def advantage(*, scores: ArrayLike, labels: ArrayLike) -> float:
-    """Membership advantage: max over thresholds of TPR - FPR (0 for a useless attack)."""
-    s, y = _check(scores, labels)
-    fpr, tpr, _ = _full_roc(s, y)
-    return float((tpr - fpr).max())
-
-
 # --- bootstrap ------------------------------------------------------------------------------
 # A resample is summarised by how many members / non-members it holds at each distinct score
-# (sorted high to low), so every metric above is a few cumulative sums over a (resamples x
-# distinct scores) matrix: 1000 resamples cost one bincount instead of 1000 sklearn calls.
+# (sorted high to low), so a metric is a few cumulative sums over a (resamples x distinct
+# scores) matrix: 1000 resamples cost one bincount instead of 1000 sklearn calls.
 
 def _batched(metric: Metric) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-    """The vectorised twin of one of this module's metrics, or None for any other callable."""
+    """The vectorised twin of :func:`auc` or ``partial(tpr_at_fpr, fpr=x)``, else None."""
     if metric is auc:
         def batch(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
             neg_below = neg.sum(1, keepdims=True) - np.cumsum(neg, 1)  # strictly lower scores
             return (pos * (neg_below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
         return batch
-    if metric is advantage:
-        return lambda pos, neg: np.maximum(
-            (np.cumsum(pos, 1) / pos.sum(1, keepdims=True)
-             - np.cumsum(neg, 1) / neg.sum(1, keepdims=True)).max(1), 0.0)
     if (isinstance(metric, functools.partial) and metric.func is tpr_at_fpr and not metric.args
             and set(metric.keywords) == {"fpr"}):
         budget = float(metric.keywords["fpr"])
@@ -136,133 +125,131 @@ def _batched(metric: Metric) -> Callable[[np.ndarray, np.ndarray], np.ndarray] |
     return None
 
 
-def bootstrap_ci(*, scores: ArrayLike, labels: ArrayLike, metric: Metric, resamples: int = 1000,
-                 level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of ``metric``.
+def bootstrap_values(*, scores: Sequence[ArrayLike], labels: ArrayLike, metric: Metric,
+                     resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """``metric`` on stratified bootstrap resamples, the same resamples for every score array.
 
-    Members and non-members are resampled separately (stratified), so each resample keeps both
-    classes and the class sizes. ``auc``, ``advantage`` and ``functools.partial(tpr_at_fpr,
-    fpr=x)`` run vectorised; any other ``metric(scores=..., labels=...)`` is called per resample
-    on the same resamples (same seed -> same resamples either way).
-
-    Args:
-        scores, labels: as everywhere in this module.
-        metric: the statistic to bootstrap.
-        resamples: number of bootstrap resamples (>= 1).
-        level: coverage of the interval, in (0, 1).
-        seed: seed of the resampling generator.
+    Members and non-members are resampled separately (each resample keeps both classes and the
+    class sizes). Giving several score arrays of the same records (an attack and its control)
+    makes a *paired* bootstrap: resample ``b`` draws the same records for each of them.
 
     Returns:
-        (lo, hi), the ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles.
+        Array of shape ``(len(scores), resamples)``.
     """
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    s, y = _check(scores, labels)
-    pos_s, neg_s = s[y == 1], s[y == 0]
-    rng, batch, values = np.random.default_rng(seed), _batched(metric), []
-    _, codes = np.unique(-s, return_inverse=True)  # distinct-score index, highest score first
-    width, pos_codes, neg_codes = codes.max() + 1, codes[y == 1], codes[y == 0]
-    chunk = max(1, 4_000_000 // len(s))  # resamples per pass, bounding memory to ~100 MB
+    checked = [_check(s, labels) for s in scores]
+    y = checked[0][1]
+    pos_at, neg_at = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    rng, batch = np.random.default_rng(seed), _batched(metric)
+    codes = [np.unique(-s, return_inverse=True)[1] for s, _ in checked]  # highest score first
+    values: list[list[float]] = [[] for _ in checked]
+    chunk = max(1, 4_000_000 // len(y))  # resamples per pass, bounding memory to ~100 MB
     for start in range(0, resamples, chunk):
         rows = min(chunk, resamples - start)
-        ip, ineg = rng.integers(0, len(pos_s), (rows, len(pos_s))), rng.integers(
-            0, len(neg_s), (rows, len(neg_s)))
-        if batch is None:
-            values += [metric(scores=np.concatenate([pos_s[a], neg_s[b]]),
-                              labels=np.r_[np.ones(len(a)), np.zeros(len(b))])
-                       for a, b in zip(ip, ineg, strict=True)]
-            continue
-        offset = width * np.arange(rows)[:, None]  # each resample gets its own bincount range
-        pos = np.bincount((pos_codes[ip] + offset).ravel(), minlength=rows * width)
-        neg = np.bincount((neg_codes[ineg] + offset).ravel(), minlength=rows * width)
-        values += batch(pos.reshape(-1, width), neg.reshape(-1, width)).tolist()
-    lo, hi = np.quantile(np.asarray(values, dtype=np.float64), [(1 - level) / 2, (1 + level) / 2])
+        ip = pos_at[rng.integers(0, len(pos_at), (rows, len(pos_at)))]
+        ineg = neg_at[rng.integers(0, len(neg_at), (rows, len(neg_at)))]
+        for out, (s, _), code in zip(values, checked, codes, strict=True):
+            if batch is None:
+                out += [metric(scores=np.r_[s[a], s[b]], labels=np.r_[np.ones(len(a)),
+                                                                      np.zeros(len(b))])
+                        for a, b in zip(ip, ineg, strict=True)]
+                continue
+            width = code.max() + 1
+            offset = width * np.arange(rows)[:, None]  # each resample its own bincount range
+            pos = np.bincount((code[ip] + offset).ravel(), minlength=rows * width)
+            neg = np.bincount((code[ineg] + offset).ravel(), minlength=rows * width)
+            out += batch(pos.reshape(-1, width), neg.reshape(-1, width)).tolist()
+    return np.asarray(values, dtype=np.float64)
+
+
+def interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Percentile interval of bootstrap ``values``: the (1 -/+ level)/2 quantiles."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
 
-def membership_metrics(*, scores: ArrayLike, labels: ArrayLike, resamples: int = 1000,
+def bootstrap_ci(*, scores: ArrayLike, labels: ArrayLike, metric: Metric, resamples: int = 1000,
+                 level: float = LEVEL, seed: int = 0) -> tuple[float, float]:
+    """Percentile stratified-bootstrap interval of ``metric`` (see :func:`bootstrap_values`).
+
+    ``auc`` and ``functools.partial(tpr_at_fpr, fpr=x)`` run vectorised; any other
+    ``metric(scores=..., labels=...)`` is called per resample on the same resamples.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    values = bootstrap_values(scores=[scores], labels=labels, metric=metric,
+                              resamples=resamples, seed=seed)[0]
+    return interval(values, level)
+
+
+def _estimate(value: float, values: np.ndarray) -> dict:
+    """``{"value", "ci", "se", "reason": None}`` from a point estimate and its bootstrap."""
+    se = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"value": value, "ci": list(interval(values)), "se": se, "reason": None}
+
+
+def null_metric(reason: str) -> dict:
+    """A metric the data cannot give: every number null, and why."""
+    return {"value": None, "ci": None, "se": None, "reason": reason}
+
+
+def auc_with_control(*, scores: ArrayLike, labels: ArrayLike,
+                     control_scores: ArrayLike | None, control_reason: str = "no control scores",
+                     resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """AUC of the attack, of its control (same records, untrained model) and their difference.
+
+    The three come from one *paired* stratified bootstrap: each resample draws the same records
+    for the attack and the control, so the CI of ``auc - control_auc`` is the uncertainty of the
+    leakage attributable to training, not of two independent AUCs.
+
+    Returns:
+        ``{"auc", "control_auc", "auc_minus_control"}``, each ``{"value", "ci", "se", "reason"}``
+        (95 % percentile CI, bootstrap standard error); the control's two are null with
+        ``control_reason`` when ``control_scores`` is None.
+    """
+    arrays = [scores] if control_scores is None else [scores, control_scores]
+    values = bootstrap_values(scores=arrays, labels=labels, metric=auc, resamples=resamples,
+                              seed=seed)
+    out = {"auc": _estimate(auc(scores=scores, labels=labels), values[0])}
+    if control_scores is None:
+        return out | {"control_auc": null_metric(control_reason),
+                      "auc_minus_control": null_metric(control_reason)}
+    control = auc(scores=control_scores, labels=labels)
+    return out | {"control_auc": _estimate(control, values[1]),
+                  "auc_minus_control": _estimate(out["auc"]["value"] - control,
+                                                 values[0] - values[1])}
+
+
+def membership_metrics(*, scores: ArrayLike, labels: ArrayLike,
+                       control_scores: ArrayLike | None = None,
+                       control_reason: str = "no control scores", resamples: int = 1000,
                        seed: int = 0) -> dict:
-    """All data-leakage metrics of one attack, in the project's vocabulary, JSON-able.
+    """All data-leakage metrics of one attack and its control, in the project's vocabulary.
 
     Returns:
-        ``{"auc", "tpr@1%fpr", "tpr@0.1%fpr", "advantage"}`` each ``{"value", "ci": [lo, hi]}``
-        (95% stratified bootstrap), plus ``num_members``, ``num_nonmembers`` and ``roc``.
+        JSON-able: ``auc``, ``control_auc``, ``auc_minus_control`` (:func:`auc_with_control`);
+        ``tpr@1%fpr``, ``tpr@0.1%fpr`` and ``advantage`` on held-out thresholds
+        (:mod:`attacks.heldout`); ``control``: those three on ``control_scores`` (same splits);
+        ``num_members``, ``num_nonmembers``, ``min_fpr`` (1 / non-members: the lowest FPR the
+        sample resolves), ``resamples`` and ``roc`` (the attack's curve, for plots).
     """
+    from attacks.heldout import HELDOUT, heldout_metrics
+
     s, y = _check(scores, labels)
-    named: dict[str, Metric] = {
-        "auc": auc, "tpr@1%fpr": functools.partial(tpr_at_fpr, fpr=0.01),
-        "tpr@0.1%fpr": functools.partial(tpr_at_fpr, fpr=0.001), "advantage": advantage}
-    out: dict = {name: {"value": metric(scores=s, labels=y),
-                        "ci": list(bootstrap_ci(scores=s, labels=y, metric=metric,
-                                                resamples=resamples, seed=seed))}
-                 for name, metric in named.items()}
-    out |= {"num_members": int(y.sum()), "num_nonmembers": int(len(y) - y.sum()),
-            "roc": roc_curve_points(scores=s, labels=y)}
-    return out
-
-
-def calibration_check(*, nonmember_scores_a: ArrayLike, nonmember_scores_b: ArrayLike,
-                      resamples: int = 1000, seed: int = 0) -> dict:
-    """Sanity check of an attack: AUC of non-members (a, labelled 1) vs other non-members (b).
-
-    Both sets are outside the training data, so a sound attack cannot tell them apart; a CI that
-    excludes 0.5 means the score leaks something else (distribution shift, a bug).
-
-    Returns:
-        ``{"auc": {"value", "ci": [lo, hi]}, "passes": lo <= 0.5 <= hi}``.
-    """
-    a, b = np.asarray(nonmember_scores_a, float), np.asarray(nonmember_scores_b, float)
-    if a.size == 0 or b.size == 0:
-        raise ValueError(f"both non-member sets must be non-empty, got {a.size} and {b.size}")
-    s, y = np.concatenate([a, b]), np.r_[np.ones(len(a), int), np.zeros(len(b), int)]
-    lo, hi = bootstrap_ci(scores=s, labels=y, metric=auc, resamples=resamples, seed=seed)
-    return {"auc": {"value": auc(scores=s, labels=y), "ci": [lo, hi]}, "passes": lo <= 0.5 <= hi}
-
-
-# --- model leakage --------------------------------------------------------------------------
-
-def recovered_gain(*, recovered: float, base: float, central: float,
-                   higher_is_better: bool) -> float:
-    """Share of the central model's improvement over base that a recovered model R achieves.
-
-    ``(U(R) - U(base)) / (U(central) - U(base))``: 1.0 = R got the whole gain, 0.0 = none,
-    negative = R is worse than base. Improvements are oriented by ``higher_is_better`` (False
-    for loss / perplexity). The ratio itself is the same either way; the direction decides when
-    it is undefined: if central is not better than base (equal, or worse) there is no gain to
-    share and the result is ``nan`` (a worse central would flip the sign of every reading).
-
-    Args:
-        recovered: utility of the recovered model.
-        base: utility of the base (not fine-tuned) model.
-        central: utility of the server's master model.
-        higher_is_better: True for accuracy, False for loss and perplexity.
-    """
-    if not (math.isfinite(base) and math.isfinite(central)):
-        raise ValueError(f"base and central utility must be finite, got {base} and {central}")
-    sign = 1.0 if higher_is_better else -1.0
-    total = sign * (central - base)
-    return sign * (recovered - base) / total if total > 0 else math.nan
-
-
-def param_rel_error(*, recovered: Mapping[str, torch.Tensor],
-                    master: Mapping[str, torch.Tensor]) -> float:
-    """``||W_R - W_master|| / ||W_master||``, Frobenius over all tensors jointly (float64).
-
-    Returns ``nan`` when the master is all zeros (no scale to be relative to).
-    """
-    if set(recovered) != set(master):
-        missing, extra = sorted(set(master) - set(recovered)), sorted(set(recovered) - set(master))
-        raise ValueError(f"tensor names differ: missing from recovered {missing}, extra {extra}")
-    if not master:
-        raise ValueError("no tensors to compare")
-    diff_sq = master_sq = 0.0
-    for name, m in master.items():
-        r = recovered[name]
-        if r.shape != m.shape:
-            raise ValueError(f"shape of '{name}' differs: {tuple(r.shape)} vs {tuple(m.shape)}")
-        m64 = m.detach().to(torch.float64, copy=False).cpu()
-        diff_sq += float(((r.detach().to(torch.float64).cpu() - m64) ** 2).sum())
-        master_sq += float((m64**2).sum())
-    return math.sqrt(diff_sq / master_sq) if master_sq > 0 else math.nan
+    if control_scores is not None:
+        control_scores, _ = _check(control_scores, y)
+    out = auc_with_control(scores=s, labels=y, control_scores=control_scores,
+                           control_reason=control_reason, resamples=resamples, seed=seed)
+    out |= heldout_metrics(scores=s, labels=y, resamples=resamples, seed=seed)
+    if control_scores is None:
+        out["control"] = {name: null_metric(control_reason) for name in HELDOUT}
+    else:
+        out["control"] = heldout_metrics(scores=control_scores, labels=y, resamples=resamples,
+                                         seed=seed)
+    num_nonmembers = int(len(y) - y.sum())
+    return out | {"num_members": int(y.sum()), "num_nonmembers": num_nonmembers,
+                  "min_fpr": 1.0 / num_nonmembers, "resamples": resamples,
+                  "roc": roc_curve_points(scores=s, labels=y)}

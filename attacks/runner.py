@@ -10,15 +10,16 @@ import importlib
 import pkgutil
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from attacks.base import ATTACKS, Attack, AttackResult
 from attacks.context import AttackContext, Observation
-from attacks.metrics import calibration_check, membership_metrics, param_rel_error, recovered_gain
+from attacks.metrics import membership_metrics
+from attacks.model_metrics import gain_metrics, param_rel_error
 from fedlpp.config import merge, parse_set
 from fedlpp.errors import FedlppError
 from fedlpp.io import atomic_write_json
@@ -68,29 +69,66 @@ def result_name(attack: Attack) -> str:
 
 
 def score_membership(res: AttackResult, *, resamples: int, seed: int) -> dict[str, Any]:
-    metrics = membership_metrics(scores=res.scores, labels=res.labels, resamples=resamples, seed=seed)
-    non = res.scores[res.labels == 0]
-    half = np.random.default_rng(seed).permutation(len(non))
-    a, b = non[half[: len(non) // 2]], non[half[len(non) // 2 :]]
-    if len(a) and len(b):
-        metrics["calibration"] = calibration_check(nonmember_scores_a=a, nonmember_scores_b=b,
-                                                   resamples=resamples, seed=seed)
-    return metrics
+    """The attack's data-leakage metrics beside the same metrics on its control (the untrained
+    model's scores on the same records) and the paired difference ``auc - control_auc``."""
+    reason = ("the attack gave no control scores (the untrained model's scores on the same "
+              "records)") if res.control_scores is None else ""
+    return membership_metrics(scores=res.scores, labels=res.labels,
+                              control_scores=res.control_scores, control_reason=reason,
+                              resamples=resamples, seed=seed)
 
 
-def score_recovery(res: AttackResult, ctx: AttackContext) -> dict[str, Any]:
+def _once_per_run(ctx: AttackContext, role: str, make: Callable[[], Any]) -> Any:
+    """``make()`` once per run for every recovery attack (base and central per-record utility)."""
+    key = ("record-utility", role)
+    if key not in ctx.cache:
+        ctx.cache[key] = make()
+    return ctx.cache[key]
+
+
+def _errors(res: AttackResult, ctx: AttackContext, master: dict[str, Any]) -> dict[str, Any]:
+    """``param_rel_error`` on the LoRA deltas and heads; ``param_rel_error_base`` on the private
+    base weights (scope ``full``), each ``{"value", "reason"}``."""
+    lora = ctx.trace.config.lora
+    base = set(ctx.private_base)
+
+    def error(names: set[str], what: str) -> dict[str, Any]:
+        if not names:
+            return {"value": None, "reason": f"no private {what} (scope "
+                                              f"{ctx.trace.config.quant.scope!r})"}
+        value = param_rel_error(recovered={n: res.recovered[n] for n in names},
+                                master={n: master[n] for n in names}, lora_scale=lora.alpha / lora.r)
+        return {"value": value, "reason": None if value is not None else
+                f"the master's {what} are all zero (no scale to be relative to)"}
+
+    if set(res.recovered) != set(master):
+        odd = sorted(set(master) ^ set(res.recovered))
+        raise ValueError(f"recovered and master tensors differ ({len(odd)} names), e.g. '{odd[0]}'")
+    return {"param_rel_error": error(set(master) - base, "LoRA deltas and heads"),
+            "param_rel_error_base": error(base, "base weights")}
+
+
+def score_recovery(res: AttackResult, ctx: AttackContext, *, resamples: int = 1000,
+                   seed: int = 0) -> dict[str, Any]:
+    """Model leakage of a recovered model: its utility, its share of the central gain (and its
+    no-payload control's, and the difference), parameter errors against the master."""
     final = ctx.trace.result["final"]
-    util = ctx.utility(res.recovered)
     key = "loss" if ctx.task == "lm" else "accuracy"
     master = {**ctx.private_base, **ctx.trace.master(res.round)}
+    central = ctx.trace.master(ctx.trace.num_rounds + 1)
+    records = {"base": _once_per_run(ctx, "base", lambda: ctx.record_utility(ctx.initial)),
+               "central": _once_per_run(ctx, "central", lambda: ctx.record_utility(central)),
+               "recovered": ctx.record_utility(res.recovered),
+               "control": None if res.control is None else ctx.record_utility(res.control)}
+    gains = gain_metrics(**records, key=key, higher_is_better=key == "accuracy",
+                         resamples=resamples, seed=seed,
+                         control_reason="the attack has no no-payload control")
     return {
-        "utility": util,
-        "recovered_gain": recovered_gain(recovered=util[key], base=final["base"][key],
-                                         central=final["central"][key],
-                                         higher_is_better=key == "accuracy"),
-        "gain_metric": key,
-        "param_rel_error": param_rel_error(recovered=res.recovered, master=master),
-        "round": res.round,
+        "utility": ctx.utility(res.recovered),
+        "control_utility": None if res.control is None else ctx.utility(res.control),
+        "gain_metric": key, **gains, **_errors(res, ctx, master),
+        "round": res.round, "num_records": len(records["base"]["count"]),
+        "resamples": resamples,
         "central": final["central"], "proxy": final["proxy"], "base": final["base"],
     }
 
@@ -119,7 +157,7 @@ def run_attacks(run_dir: str | Path, *, names: list[str], sets: list[str] = (),
             if attack.kind == "membership":
                 metrics = score_membership(res, resamples=resamples, seed=0)
             else:
-                metrics = score_recovery(res, ctx)
+                metrics = score_recovery(res, ctx, resamples=resamples, seed=0)
             record.update(status="ok", metrics=metrics, extra=res.extra)
         except Exception as exc:  # noqa: BLE001 - a failing plugin fails only its own result
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}",

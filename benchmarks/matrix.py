@@ -16,7 +16,13 @@ Suite format (TOML)::
     names = ["as-is", "loss"]   # run on every cell ("all" = every registered attack)
     set = ["max_records=64"]    # attack options, as `fedlpp attack --set`
     targets = ["central", "proxy", "update"]   # membership targets
-    resamples = 200
+    primary = {central = "loss", proxy = "loss", update = "loss"}   # headline attack per target
+    primary_recovery = "as-is"  # headline recovery attack
+    resamples = 1000            # bootstrap resamples (the report says when a suite sets fewer)
+
+``primary`` and ``primary_recovery`` name, before anything runs, the attacks the report's headline
+tables and claims use (no best-of after the fact; every attack is in the detail tables). Without
+them: ``loss`` for every target and ``as-is``, and the report says they were defaults.
 
 A grid value that is a table sets each of its keys (dotted keys are relative to the grid key's
 section, or absolute when they contain a dot); a ``label`` key only names the variant.
@@ -39,14 +45,74 @@ from fedlpp.errors import FedlppError
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
 
+DEFAULT_PRIMARY = "loss"  # membership attack per target when a suite names none
+DEFAULT_PRIMARY_RECOVERY = "as-is"
+DEFAULT_RESAMPLES = 1000
+
+
 @dataclass
 class AttackPlan:
-    """The attacks run on every cell; membership attacks run once per target in ``targets``."""
+    """The attacks run on every cell; membership attacks run once per target in ``targets``.
+
+    ``primary`` (target -> membership attack) and ``primary_recovery`` are the attacks the
+    headline tables use; empty means the defaults (:func:`primary_attacks`).
+    """
 
     names: list[str] = field(default_factory=list)
     set: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=lambda: ["central", "proxy", "update"])
-    resamples: int = 200
+    resamples: int = DEFAULT_RESAMPLES
+    primary: dict[str, str] = field(default_factory=dict)
+    primary_recovery: str = ""
+
+
+def primary_attacks(plan: dict[str, Any]) -> tuple[dict[str, str], str, list[str]]:
+    """(target -> primary membership attack, primary recovery attack, notes on defaults) of an
+    attack plan as a cell JSON records it."""
+    named, recovery = plan.get("primary") or {}, plan.get("primary_recovery") or ""
+    targets = plan.get("targets", [])
+    notes = [] if named else [f"no primary membership attack named: `{DEFAULT_PRIMARY}` for "
+                              f"{', '.join(targets)}"]
+    if not recovery:
+        notes.append(f"no primary recovery attack named: `{DEFAULT_PRIMARY_RECOVERY}`")
+    primary = {t: named.get(t, DEFAULT_PRIMARY) if named else DEFAULT_PRIMARY for t in targets}
+    return primary, recovery or DEFAULT_PRIMARY_RECOVERY, notes
+
+
+def _check_plan(plan: AttackPlan, where: str) -> None:
+    """Targets, resamples and primary attacks of an [attacks] section; one-line errors."""
+    bad = [t for t in plan.targets if t not in ("central", "proxy", "update")]
+    if bad:
+        raise FedlppError(f"Invalid [attacks] targets {bad} in {where} "
+                          "(allowed: central, proxy, update)")
+    if not isinstance(plan.resamples, int) or plan.resamples < 1:
+        raise FedlppError(f"Invalid [attacks] resamples {plan.resamples!r} in {where} "
+                          "(allowed: an integer >= 1)")
+    if not (isinstance(plan.primary, dict) and isinstance(plan.primary_recovery, str)
+            and all(isinstance(v, str) for v in plan.primary.values())):
+        raise FedlppError(f"Invalid [attacks] primary in {where}: expected a table such as "
+                          '{central = "loss"} and a string primary_recovery')
+    for target in plan.primary:
+        if target not in plan.targets:
+            raise FedlppError(f"Invalid [attacks] primary target {target!r} in {where} (the "
+                              f"suite runs targets: {', '.join(plan.targets)})")
+    if not (plan.primary or plan.primary_recovery):
+        return
+    from attacks.base import ATTACKS
+    from attacks.runner import load_builtin
+
+    load_builtin()
+    names = ATTACKS.names() if "all" in plan.names else plan.names
+    kinds = {n: ATTACKS.get(n).kind for n in names}
+    for target, name in plan.primary.items():
+        if kinds.get(name) != "membership":
+            raise FedlppError(f"Invalid [attacks] primary {target} = {name!r} in {where} "
+                              "(allowed: a membership attack of the suite's names: "
+                              f"{', '.join(n for n in names if kinds[n] == 'membership')})")
+    if plan.primary_recovery and kinds.get(plan.primary_recovery) != "recovery":
+        raise FedlppError(f"Invalid [attacks] primary_recovery {plan.primary_recovery!r} in "
+                          f"{where} (allowed: a recovery attack of the suite's names: "
+                          f"{', '.join(n for n in names if kinds[n] == 'recovery')})")
 
 
 @dataclass
@@ -147,14 +213,11 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         plan = AttackPlan(**raw.get("attacks", {}))
     except TypeError as exc:
         raise FedlppError(f"Invalid [attacks] section in {path.name}: {exc}") from None
-    bad = [t for t in plan.targets if t not in ("central", "proxy", "update")]
-    if bad:
-        raise FedlppError(f"Invalid [attacks] targets {bad} in {path.name} "
-                          "(allowed: central, proxy, update)")
     if plan.names:
         from attacks.runner import build_attacks
 
         build_attacks(plan.names, plan.set)  # unknown attack / option: fail before any cell
+    _check_plan(plan, path.name)
     cells = []
     combos = [c for grid in grids
               for c in itertools.product(*[[(k, v) for v in vs] for k, vs in grid.items()])]

@@ -50,24 +50,45 @@ def _errorbar(ax, rs, col: str, **kw) -> None:
     ax.errorbar(xs, ys, yerr=es, capsize=3, marker="o", **kw)
 
 
+def _leak_points(rs: list[dict[str, Any]], target: str, metric: str) -> tuple[list, list, list]:
+    """x, y and (asymmetric) error bars of a primary membership metric; rows without it skipped."""
+    xs, ys, errs = [], [], []
+    for r in rs:
+        found = (r[f"leak_{target}"] or {}).get(metric)
+        if found and found["value"] is not None:
+            lo, hi = found["ci"] or (found["value"], found["value"])
+            xs.append(_order(r["bits"]))
+            ys.append(found["value"])
+            errs.append((found["value"] - lo, hi - found["value"]))
+    return xs, ys, [list(e) for e in zip(*errs, strict=True)] if errs else []
+
+
 def _bits_panels(ax_u, ax_l, rs: list[dict[str, Any]], *, title: str) -> None:
-    """Utility (central, proxy, best recovery) and best MIA AUC per target against bits."""
+    """Utility (central, proxy, primary recovery) and the primary membership attack's AUC minus
+    its control (AUC alone where no control was measured) per target against bits."""
+    has_control = any(_leak_points(rs, t, "auc_minus_control")[0] for t in TARGETS)
+    metric = "auc_minus_control" if has_control else "auc"
     for i, (name, line) in enumerate(_series(rs).items()):
         color = f"C{i}"
         _errorbar(ax_u, line, "central", color=color, label=f"central ({name})")
         _errorbar(ax_u, line, "proxy", color=color, linestyle="--", label=f"proxy ({name})")
-        if any(r["best_attack"] != "–" for r in line):
+        attacks = sorted({r["recovery_attack"] for r in line if r["recovery_attack"] != "–"})
+        if attacks:
             _errorbar(ax_u, line, "recovered", color=color, linestyle=":",
-                      label=f"best recovery ({name})")
+                      label=f"{'/'.join(attacks)} ({name})")
         for j, t in enumerate(TARGETS):
-            if any(r[f"auc_{t}"][0] == r[f"auc_{t}"][0] for r in line):  # not all NaN
-                _errorbar(ax_l, line, f"auc_{t}", color=color,
-                          linestyle=["-", "--", ":"][j], label=f"MIA AUC {t} ({name})")
-    metric = rs[0]["metric"]
-    ax_u.set(xscale="log", xlabel="broadcast bits", ylabel=metric, title=f"{title}: utility")
-    if metric == "perplexity":
+            xs, ys, errs = _leak_points(line, t, metric)
+            if xs:
+                attack = "/".join(sorted({r[f"mia_{t}"] for r in line} - {"–"}))
+                ax_l.errorbar(xs, ys, yerr=errs, capsize=3, marker="o", color=color,
+                              linestyle=["-", "--", ":"][j], label=f"{t}: {attack} ({name})")
+    ax_u.set(xscale="log", xlabel="broadcast bits", ylabel=rs[0]["metric"],
+             title=f"{title}: utility")
+    if rs[0]["metric"] == "perplexity":
         ax_u.set_yscale("log")
-    ax_l.set(xscale="log", xlabel="broadcast bits", ylabel="best MIA AUC",
+    ax_l.axhline(0.0 if has_control else 0.5, color="grey", linewidth=0.8)
+    ax_l.set(xscale="log", xlabel="broadcast bits",
+             ylabel="primary MIA: AUC − control AUC" if has_control else "primary MIA: AUC",
              title=f"{title}: membership leakage")
     for ax in (ax_u, ax_l):
         ax.set_xticks([1, 2, 3, 4, 8, 32, 64], ["1", "2", "3", "4", "8", "fp32", "central"])
@@ -95,7 +116,8 @@ def utility_vs_bits(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 
 def roc_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
     """Per membership attack: ROC on log axes, one panel per target, a line per bit width, in
-    the setting of the suite's first cell (its other grid choices) and the first seed of each."""
+    the setting of the suite's first cell (its other grid choices) and the first seed of each.
+    A dashed vertical line marks 1 / non-members, the lowest FPR the sample can resolve."""
     curves: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     setting = {k: v for k, v in cells[0]["labels"].items() if k not in ("quant", "seed")} \
         if cells else {}
@@ -109,25 +131,37 @@ def roc_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
             if a["kind"] != "membership" or a["status"] != "ok":
                 continue
             key = f"{label} {a['config']['target']}"
-            curves[a["attack"]].setdefault(key, a["metrics"]["roc"])
+            curves[a["attack"]].setdefault(key, a["metrics"])
     where = ", ".join(f"{v}" for v in setting.values())
     paths = []
     for attack, by in curves.items():
         fig, axes = plt.subplots(1, 3, figsize=(13, 4))
         for ax, target in zip(axes, TARGETS, strict=True):
-            for key, roc in sorted(by.items(), key=lambda kv: _order(kv[0].split()[0])):
+            floor = 1e-3
+            for key, metrics in sorted(by.items(), key=lambda kv: _order(kv[0].split()[0])):
                 if key.endswith(target):
-                    ax.plot(roc["fpr"], roc["tpr"], label=key.split()[0])
-            ax.plot([1e-4, 1], [1e-4, 1], color="grey", linewidth=0.8)
-            ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="FPR",
+                    ax.plot(metrics["roc"]["fpr"], metrics["roc"]["tpr"], label=key.split()[0])
+                    floor = min(floor, 0.5 / metrics["num_nonmembers"])
+            # below 1/non-members the curve has no points: an FPR the sample cannot resolve
+            lows = {1.0 / m["num_nonmembers"] for k, m in by.items() if k.endswith(target)}
+            for low in sorted(lows)[:1]:
+                ax.axvline(low, color="black", linestyle="--", linewidth=0.8,
+                           label=f"1/non-members = {low:.2g}")
+            ax.plot([1e-6, 1], [1e-6, 1], color="grey", linewidth=0.8)
+            ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1), xlabel="FPR",
                    ylabel="TPR", title=f"{attack} on {target}" + (f" ({where})" if where else ""))
         paths.append(_save(fig, out / f"roc_{attack}.png"))
     return paths
 
 
+def _gain(r: dict[str, Any]) -> float | None:
+    return (r["gain"] or {}).get("recovered_gain", {}).get("value")
+
+
 def privacy_utility(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """Central utility vs the best recovered gain, one panel per dataset, a colour per setting."""
-    pts = [r for r in rows if r["best_attack"] != "–"]
+    """Central utility vs the primary recovery attack's recovered gain (rows where it is
+    defined), one panel per dataset, a colour per setting."""
+    pts = [r for r in rows if _gain(r) is not None]
     if not pts:
         return []
     by_data: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -136,12 +170,14 @@ def privacy_utility(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(by_data), figsize=(6 * len(by_data), 4.5), squeeze=False)
     for ax, (data, rs) in zip(axes[0], by_data.items(), strict=True):
         for i, (name, line) in enumerate(_series(rs).items()):
-            ax.scatter([r["central"][0] for r in line], [r["recovered_gain"][0] for r in line],
+            ax.scatter([r["central"][0] for r in line], [_gain(r) for r in line],
                        s=40, color=f"C{i}", label=name)
             for r in line:
-                ax.annotate(r["bits"], (r["central"][0], r["recovered_gain"][0]), fontsize=7)
+                ax.annotate(r["bits"], (r["central"][0], _gain(r)), fontsize=7)
+        attacks = "/".join(sorted({r["recovery_attack"] for r in rs}))
         ax.set(xlabel=f"central utility ({rs[0]['metric']})",
-               ylabel="best recovered_gain (model leakage)", title=f"{data}: privacy vs utility")
+               ylabel=f"recovered_gain of {attacks} (model leakage)",
+               title=f"{data}: privacy vs utility")
         ax.grid(alpha=0.3)
     return [_save(fig, out / "privacy_utility.png")]
 

@@ -1,6 +1,8 @@
 """Cell JSONs -> ``report.md``, ``summary.csv`` and PNG plots. Nothing but the cell files is read.
 
-Numbers are mean ± 95 % CI half-width over seeds (Student t; "n=1" when a group has one seed).
+Headline numbers are the suite's *primary* attacks (named in its ``[attacks]`` table before
+anything ran); every attack is in the detail tables. Utility and cost are mean ± 95 % CI over
+seeds (Student t); leakage numbers are aggregated as :mod:`benchmarks.stats` says.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.claims import check_claims
-from benchmarks.stats import fmt, mean_ci
+from benchmarks.matrix import DEFAULT_RESAMPLES, primary_attacks
+from benchmarks.stats import combine, estimate, mean_ci, ratio_of_means
 from benchmarks.sweeps import sweep_tables
+from benchmarks.tables import detail_tables, markdown_tables
 from fedlpp.errors import FedlppError
 
 TARGETS = ("central", "proxy", "update")
+LEAKAGE = ("auc", "control_auc", "auc_minus_control", "tpr@1%fpr", "tpr@0.1%fpr", "advantage")
+GAINS = ("central_gain", "recovered_gain", "control_gain", "gain_over_control")
+ERRORS = ("param_rel_error", "param_rel_error_base")
 
 
 def load_cells(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -42,33 +47,37 @@ def bits_label(config: dict[str, Any]) -> str:
 
 
 def primary(cell: dict[str, Any]) -> str:
+    """The utility a cell's tables show: perplexity (LM) or accuracy (classification)."""
     return "perplexity" if "perplexity" in cell["train"]["final"]["central"] else "accuracy"
 
 
 def cell_row(cell: dict[str, Any]) -> dict[str, Any]:
-    """The flat numbers of one cell (one seed)."""
+    """The numbers of one cell (one seed): utility, cost, every attack's leakage estimates, and
+    flat columns of the primary attacks for the claims, sweeps and plots."""
     final, comm = cell["train"]["final"], cell["train"]["comm"]
     key = primary(cell)
+    mia_primary, recovery_primary, _ = primary_attacks(cell.get("attack_plan", {}))
     row: dict[str, Any] = {
         "central": final["central"][key], "proxy": final["proxy"][key], "base": final["base"][key],
         "bytes_down": comm["bytes_down_per_round"], "bytes_up": comm["bytes_up_per_round"],
         "fidelity": cell.get("fidelity"),
     }
-    recov = [a for a in cell["attacks"] if a["kind"] == "recovery" and a["status"] == "ok"]
-    if recov:
-        best = max(recov, key=lambda a: np.nan_to_num(a["metrics"]["recovered_gain"], nan=-1e9))
-        row.update(best_attack=best["attack"], recovered_gain=best["metrics"]["recovered_gain"],
-                   recovered=best["metrics"]["utility"][key],
-                   param_rel_error=best["metrics"]["param_rel_error"])
-        row.update({f"gain:{a['attack']}": a["metrics"]["recovered_gain"] for a in recov})
-    for target in TARGETS:
-        mia = [a for a in cell["attacks"] if a["kind"] == "membership" and a["status"] == "ok"
-               and a["config"].get("target") == target]
-        if mia:
-            best = max(mia, key=lambda a: a["metrics"]["auc"]["value"])
-            row[f"auc_{target}"] = best["metrics"]["auc"]["value"]
-            row[f"tpr_{target}"] = best["metrics"]["tpr@1%fpr"]["value"]
-            row[f"mia_{target}"] = best["attack"]
+    ok = [a for a in cell["attacks"] if a["status"] == "ok"]
+    row["recovery"] = {a["attack"]: {"recovered": a["metrics"]["utility"][key],
+                                     **{g: estimate(a["metrics"].get(g)) for g in GAINS + ERRORS}}
+                       for a in ok if a["kind"] == "recovery"}
+    row["membership"] = {t: {a["attack"]: {m: estimate(a["metrics"].get(m)) for m in LEAKAGE}
+                             for a in ok if a["kind"] == "membership"
+                             and a["config"].get("target") == t} for t in TARGETS}
+    for name, r in row["recovery"].items():
+        row[f"gain:{name}"] = r["recovered_gain"]["value"]
+    if recovery_primary in row["recovery"]:
+        row["recovered"] = row["recovery"][recovery_primary]["recovered"]
+    for t in TARGETS:
+        found = row["membership"][t].get(mia_primary.get(t, ""))
+        if found:
+            row[f"auc_{t}"] = found["auc"]["value"]
+            row[f"auc_diff_{t}"] = found["auc_minus_control"]["value"]
     return row
 
 
@@ -82,18 +91,32 @@ def group_cells(suite: dict[str, Any], cells: list[dict[str, Any]]) -> dict[tupl
     return groups
 
 
-NUMERIC = ["central", "proxy", "recovered", "recovered_gain", "param_rel_error",
-           *[f"{m}_{t}" for t in TARGETS for m in ("auc", "tpr")], "bytes_down", "bytes_up",
-           "fidelity"]
+NUMERIC = ["central", "proxy", "recovered", "bytes_down", "bytes_up", "fidelity"]
+
+
+def _recovery_summary(per_seed: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """One recovery attack over seeds: gains as ratios of means, errors as :func:`combine`."""
+    seeds = [s or {} for s in per_seed]
+    den = [s.get("central_gain") for s in seeds]
+    out: dict[str, Any] = {g: ratio_of_means([s.get(g) for s in seeds], den) for g in GAINS[1:]}
+    out |= {e: combine([s.get(e) for s in seeds]) for e in ERRORS}
+    return out | {"central_gain": combine(den),
+                  "recovered": mean_ci([s.get("recovered") for s in seeds])}
+
+
+def _membership_summary(per_seed: list[dict[str, Any] | None]) -> dict[str, Any]:
+    return {m: combine([(s or {}).get(m) for s in per_seed]) for m in LEAKAGE}
 
 
 def summarize(groups: dict[tuple, list[dict]]) -> list[dict[str, Any]]:
-    """One summary row per group: mean ± CI of every numeric column, plus names."""
+    """One summary row per group: utility mean ± CI, the primary attacks' leakage, and every
+    attack's leakage (``recovery_detail``, ``membership_detail``) over the group's seeds."""
     rows = []
     for key, members in groups.items():
         per_seed = [cell_row(c) for c in members]
         first = members[0]
-        cfg = first["config"]
+        cfg, plan = first["config"], first.get("attack_plan", {})
+        mia_primary, recovery_primary, notes = primary_attacks(plan)
         row: dict[str, Any] = {
             "group": dict(key), "bits": str(dict(key).get("quant", bits_label(cfg))),
             "metric": primary(first),
@@ -101,75 +124,89 @@ def summarize(groups: dict[tuple, list[dict]]) -> list[dict[str, Any]]:
             "scope": cfg["quant"]["scope"], "partition": cfg["data"]["partition"],
             "clients": cfg["fed"]["num_clients"], "rounds": cfg["fed"]["rounds"],
             "local_steps": cfg["fed"]["local_steps"], "seeds": len(members),
-            "base": float(np.mean([r["base"] for r in per_seed])),
+            "base": mean_ci([r["base"] for r in per_seed])[0],
             # per seed, for paired comparisons between rows (same seed = same data and init)
             "per_seed": {c["config"]["seed"]: r for c, r in zip(members, per_seed, strict=True)},
-            "config": cfg,
+            "config": cfg, "resamples": plan.get("resamples"), "primary_notes": notes,
         }
         for col in NUMERIC:
             row[col] = mean_ci([r.get(col) for r in per_seed])
-        for name in ("best_attack", *[f"mia_{t}" for t in TARGETS]):
-            names = sorted({r[name] for r in per_seed if name in r})
-            row[name] = "/".join(names) if names else "–"
+        names = list(dict.fromkeys(n for r in per_seed for n in r["recovery"]))
+        row["recovery_detail"] = {n: _recovery_summary([r["recovery"].get(n) for r in per_seed])
+                                  for n in names}
+        row["recovery_attack"] = recovery_primary if recovery_primary in names else "–"
+        row["gain"] = row["recovery_detail"].get(recovery_primary)
+        row["membership_detail"] = {
+            t: {n: _membership_summary([r["membership"][t].get(n) for r in per_seed])
+                for n in dict.fromkeys(n for r in per_seed for n in r["membership"][t])}
+            for t in TARGETS}
+        for t in TARGETS:
+            found = row["membership_detail"][t].get(mia_primary.get(t, ""))
+            row[f"mia_{t}"] = mia_primary[t] if found else "–"
+            row[f"leak_{t}"] = found
         rows.append(row)
     return rows
 
 
+def _csv_value(c: dict[str, Any] | None, part: str) -> Any:
+    if c is None:
+        return None
+    if part == "ci":
+        return None if c["ci"] is None else json.dumps(c["ci"])
+    return c[part]
+
+
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """The headline numbers, one line per row: primary attacks only (``_ci`` = [lo, hi])."""
     fields = ["model", "data", "scope", "partition", "bits", "group", "seeds", "metric", "base"]
-    cols = fields + [f"{c}{s}" for c in NUMERIC for s in ("", "_ci")] + \
-        ["best_attack", *[f"mia_{t}" for t in TARGETS]]
+    gains = ["recovered_gain", "control_gain", "gain_over_control", *ERRORS]
+    leak = ["auc", "control_auc", "auc_minus_control", "tpr@1%fpr", "tpr@0.1%fpr"]
+    cols = (fields + [f"{c}{s}" for c in NUMERIC for s in ("", "_ci")] + ["recovery_attack"]
+            + [f"{g}{s}" for g in gains for s in ("", "_ci", "_seeds")]
+            + [f"{m}_{t}{s}" for t in TARGETS for m in ["mia", *leak]
+               for s in (("",) if m == "mia" else ("", "_ci"))])
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         for r in rows:
-            out = {k: r[k] for k in fields}
+            out = {k: r[k] for k in fields} | {"recovery_attack": r["recovery_attack"]}
             out["group"] = json.dumps(r["group"], sort_keys=True)
             for c in NUMERIC:
                 out[c], out[f"{c}_ci"] = r[c]
-            for name in ("best_attack", *[f"mia_{t}" for t in TARGETS]):
-                out[name] = r[name]
+            for g in gains:
+                found = (r["gain"] or {}).get(g)
+                out[g], out[f"{g}_ci"] = _csv_value(found, "value"), _csv_value(found, "ci")
+                out[f"{g}_seeds"] = None if found is None else f"{found['k']}/{found['n']}"
+            for t in TARGETS:
+                out[f"mia_{t}"] = r[f"mia_{t}"]
+                for m in leak:
+                    found = (r[f"leak_{t}"] or {}).get(m)
+                    out[f"{m}_{t}"] = _csv_value(found, "value")
+                    out[f"{m}_{t}_ci"] = _csv_value(found, "ci")
             w.writerow(out)
 
 
-def markdown_tables(rows: list[dict[str, Any]]) -> list[str]:
-    """One table per (model, data, scope, partition): a row per remaining grid choice."""
-    lines: list[str] = []
-    by_setting: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        by_setting[(r["model"], r["data"], r["scope"], r["partition"])].append(r)
-    for (model, data, scope, partition), rs in by_setting.items():
-        r0 = rs[0]
-        # a row is named by the grid choices that differ within its table; a plain config key
-        # (a sweep such as data.max_records) shows as key=value, a labelled choice by its label
-        varying = [k for k in dict.fromkeys(k for r in rs for k in r["group"])
-                   if len({str(r["group"].get(k)) for r in rs}) > 1]
-        names = [", ".join(f"{k}={r['group'][k]}" if "." in k else str(r["group"][k])
-                           for k in varying if k in r["group"]) or r["bits"] for r in rs]
-        budgets: dict[str, list[str]] = defaultdict(list)  # rows that train differently
-        for r, name in zip(rs, names, strict=True):
-            budgets[f"{r['clients']} client{'s' if r['clients'] > 1 else ''}, {r['rounds']} "
-                    f"rounds x {r['local_steps']} local steps"].append(name)
-        budget, *others = budgets
-        budget += "".join(f" ({', '.join(budgets[b])}: {b})" for b in others)
-        lines += [f"### {data} on {model}: scope `{scope}`, partition `{partition}`", "",
-                  f"{budget}; utility = {r0['metric']} (base model: {r0['base']:.4g}); "
-                  f"seeds per row: {sorted({r['seeds'] for r in rs})}", "",
-                  "| variant | central | proxy | best recovery (gain) | param rel err | "
-                  "MIA AUC central / proxy / update | TPR@1%FPR central / proxy / update | "
-                  "bytes down / up per round | grad. fidelity |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r, variant in zip(rs, names, strict=True):
-            recov = (f"{fmt(*r['recovered'])} ({r['best_attack']}: {fmt(*r['recovered_gain'], 2)})"
-                     if r["best_attack"] != "–" else "–")
-            auc = " / ".join(fmt(*r[f"auc_{t}"], 2) for t in TARGETS)
-            tpr = " / ".join(fmt(*r[f"tpr_{t}"], 2) for t in TARGETS)
-            lines.append(f"| {variant} | {fmt(*r['central'])} | {fmt(*r['proxy'])} | {recov} | "
-                         f"{fmt(*r['param_rel_error'], 2)} | {auc} | {tpr} | "
-                         f"{r['bytes_down'][0]:,.0f} / {r['bytes_up'][0]:,.0f} | "
-                         f"{fmt(*r['fidelity'])} |")
-        lines.append("")
-    return lines
+def _method_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What the headline columns are, which attacks are primary, and the bootstrap used."""
+    notes = sorted({n for r in rows for n in r["primary_notes"]})
+    resamples = sorted({r["resamples"] for r in rows if r["resamples"]})
+    few = [n for n in resamples if n < DEFAULT_RESAMPLES]
+    return [
+        "Columns: central = the server's full-precision master; proxy = the final broadcast "
+        "clients hold; recovered = the suite's primary recovery attack; recovered gain = "
+        "(U(R) - U(base)) / (U(central) - U(base)) as a ratio of means over the seeds where it "
+        "is defined (k/n: seeds with a significant central gain); gain over control = the same "
+        "for R minus its no-payload control; AUC (control) = the primary membership attack's "
+        "AUC and its AUC on the untrained model (same records); AUC − control = the leakage "
+        "attributable to training (paired bootstrap). Utility: mean ± 95 % CI over seeds "
+        "(Student t); leakage: mean over seeds [95 % CI from the records' bootstrap standard "
+        "errors]; one seed: its own interval. fidelity = cosine of LoRA gradients on the proxy "
+        "vs the central model.", "",
+        "Primary attacks: " + ("; ".join(notes) + " (defaults)" if notes else
+                               "as named in the suite") + ". Every attack: see Detail.", "",
+        f"Bootstrap: {', '.join(map(str, resamples)) or '?'} resamples per estimate"
+        + (f" (fewer than the default {DEFAULT_RESAMPLES}: interval ends are coarse)"
+           if few else "") + ".", ""]
 
 
 def build_report(out: Path, *, command: str | None = None) -> Path:
@@ -191,14 +228,11 @@ def build_report(out: Path, *, command: str | None = None) -> Path:
              f"{len(ok)} of {len(suite['cells'])} cells ok, {len(failed)} failed, "
              f"{len(suite['cells']) - len(cells)} not run. "
              f"Code: {', '.join(s[:10] for s in shas)}{' (uncommitted changes)' if dirty else ''}. "
-             "Each cell's resolved config and provenance are in `cells/<id>.json`.", "",
-             "Columns: central = the server's full-precision master; proxy = the final broadcast "
-             "clients hold; best recovery = the recovery attack with the highest "
-             "`recovered_gain` (1.0 = the whole central gain recovered); MIA = the best "
-             "membership attack (max AUC) per target; fidelity = cosine of LoRA gradients "
-             "on the proxy vs the central model. Mean ± 95 % CI over seeds.", ""]
+             "Each cell's resolved config and provenance are in `cells/<id>.json`.", ""]
+    lines += _method_lines(rows)
     lines += check_claims(rows)
     lines += ["## Results", ""] + markdown_tables(rows) + sweep_tables(rows)
+    lines += ["## Detail: every attack", ""] + detail_tables(rows)
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     if failed:

@@ -114,12 +114,22 @@ def cmd_attack(args: argparse.Namespace) -> int:
         if r["status"] != "ok":
             summary = f"FAILED: {r['error']}"
         elif r["kind"] == "membership":
-            summary = f"auc {m['auc']['value']:.3f}  tpr@1%fpr {m['tpr@1%fpr']['value']:.3f}"
+            summary = "  ".join(f"{name} {_estimate(m[name])}" for name in
+                                ("auc", "control_auc", "auc_minus_control", "tpr@1%fpr"))
         else:
-            summary = (f"recovered_gain {m['recovered_gain']:.3f}  "
-                       f"param_rel_error {m['param_rel_error']:.4f}")
+            summary = "  ".join(f"{name} {_estimate(m[name])}" for name in
+                                ("recovered_gain", "gain_over_control", "param_rel_error"))
         print(f"{r['attack']:<16} {r['threat_model']:<10} {summary}")
     return 0
+
+
+def _estimate(metric: dict) -> str:
+    """``value [lo, hi]``, or ``null (reason)`` for a number the data cannot give."""
+    if metric["value"] is None:
+        return f"null ({metric['reason']})"
+    ci = metric.get("ci")
+    ends = "" if not ci else " [" + ", ".join("…" if e is None else f"{e:.3f}" for e in ci) + "]"
+    return f"{metric['value']:.3f}{ends}"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

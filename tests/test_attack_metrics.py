@@ -1,4 +1,4 @@
-"""Known-answer tests of the leakage metrics (hand-built arrays, sklearn as the reference)."""
+"""Known-answer tests of the membership metrics (hand-built arrays, sklearn as the reference)."""
 
 import functools
 import json
@@ -6,21 +6,18 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 
+from attacks.heldout import clopper_pearson, heldout_advantage, tpr_at_fpr_heldout
 from attacks.metrics import (
     _batched,
     _check,
-    advantage,
     auc,
+    auc_with_control,
     bootstrap_ci,
-    calibration_check,
     membership_metrics,
-    param_rel_error,
-    recovered_gain,
     roc_curve_points,
     tpr_at_fpr,
 )
@@ -43,7 +40,7 @@ def test_auc_equals_sklearn_with_ties(pairs):
     assert auc(scores=scores, labels=labels) == pytest.approx(roc_auc_score(labels, scores))
 
 
-@pytest.mark.parametrize("metric", [auc, advantage, functools.partial(tpr_at_fpr, fpr=0.05)])
+@pytest.mark.parametrize("metric", [auc, functools.partial(tpr_at_fpr, fpr=0.05)])
 def test_batched_metric_equals_reference_on_each_resample(metric):
     rng = np.random.default_rng(1)
     s, y = np.round(rng.normal(size=300), 1), (rng.random(300) < 0.4).astype(int)  # many ties
@@ -63,7 +60,7 @@ def test_batched_metric_equals_reference_on_each_resample(metric):
         assert fast == pytest.approx([roc_auc_score(ry, rs) for rs, ry in resampled], abs=1e-12)
 
 
-@pytest.mark.parametrize("metric", [auc, advantage, functools.partial(tpr_at_fpr, fpr=0.01)])
+@pytest.mark.parametrize("metric", [auc, functools.partial(tpr_at_fpr, fpr=0.01)])
 def test_bootstrap_fast_path_matches_per_resample_calls(metric):
     s, y = _gaussian(150, 0.5, seed=2)
     fast = bootstrap_ci(scores=s, labels=y, metric=metric, resamples=200, seed=3)
@@ -92,11 +89,9 @@ def test_tpr_at_fpr_budget_boundary_is_inclusive():
     assert tpr_at_fpr(scores=s, labels=y, fpr=0.28) == 0.0
 
 
-def test_advantage_and_auc_hand_built():
-    assert advantage(scores=SMALL_S, labels=SMALL_Y) == 0.5  # threshold 0.6: 3/4 - 1/4
+def test_auc_hand_built():
     assert auc(scores=SMALL_S, labels=SMALL_Y) == 11 / 16  # member-beats-non-member pairs
-    assert advantage(scores=[1, 1, 1, 1], labels=[1, 0, 1, 0]) == 0.0
-    assert advantage(scores=[0, 1, 2, 3], labels=[1, 1, 0, 0]) == 0.0  # inverted attack
+    assert auc(scores=[1, 1, 1, 1], labels=[1, 0, 1, 0]) == 0.5
 
 
 def test_roc_points_json_finite_and_thinned_keeping_low_fpr_readings():
@@ -125,53 +120,19 @@ def test_ci_contains_estimate_and_narrows_with_more_data():
         scores=s, labels=y, metric=auc, seed=9)
 
 
-def test_calibration_check_passes_same_distribution_fails_shifted():
-    rng = np.random.default_rng(6)
-    same = calibration_check(nonmember_scores_a=rng.normal(size=500),
-                             nonmember_scores_b=rng.normal(size=400), resamples=500, seed=0)
-    assert same["passes"] and same["auc"]["ci"][0] <= 0.5 <= same["auc"]["ci"][1]
-    shifted = calibration_check(nonmember_scores_a=rng.normal(0.5, 1, 500),
-                                nonmember_scores_b=rng.normal(size=400), resamples=500, seed=0)
-    assert not shifted["passes"] and shifted["auc"]["value"] > 0.6
-
-
 def test_membership_metrics_vocabulary_and_json():
     s, y = _gaussian(300, 1.0, seed=7)
-    out = membership_metrics(scores=s, labels=y, resamples=200)
-    for name in ("auc", "tpr@1%fpr", "tpr@0.1%fpr", "advantage"):
+    out = membership_metrics(scores=s, labels=y, control_scores=s[::-1].copy(), resamples=200)
+    for name in ("auc", "control_auc", "auc_minus_control", "advantage"):
         lo, hi = out[name]["ci"]
-        assert lo <= out[name]["value"] <= hi, name
+        assert lo <= out[name]["value"] <= hi and out[name]["se"] > 0, name
     assert out["auc"]["value"] == pytest.approx(roc_auc_score(y, s))
-    assert (out["num_members"], out["num_nonmembers"]) == (300, 300)
+    assert out["tpr@1%fpr"]["value"] is not None  # 300 non-members resolve 1 %
+    assert out["tpr@0.1%fpr"]["reason"] == "needs >= 1000 non-members, have 300"
+    assert set(out["control"]) == {"tpr@1%fpr", "tpr@0.1%fpr", "advantage"}
+    assert (out["num_members"], out["num_nonmembers"], out["resamples"]) == (300, 300, 200)
+    assert out["min_fpr"] == 1 / 300
     json.dumps(out, allow_nan=False)
-
-
-def test_recovered_gain_both_directions():
-    assert recovered_gain(recovered=0.7, base=0.5, central=0.9, higher_is_better=True) == \
-        pytest.approx(0.5)
-    assert recovered_gain(recovered=2.5, base=3.0, central=2.0, higher_is_better=False) == 0.5
-    assert recovered_gain(recovered=2.0, base=3.0, central=2.0, higher_is_better=False) == 1.0
-    assert recovered_gain(recovered=3.0, base=3.0, central=2.0, higher_is_better=False) == 0.0
-    assert recovered_gain(recovered=3.5, base=3.0, central=2.0, higher_is_better=False) == -0.5
-    assert math.isnan(recovered_gain(recovered=1.0, base=2.0, central=2.0, higher_is_better=False))
-    # central worse than base: no improvement to share
-    assert math.isnan(recovered_gain(recovered=1.0, base=2.0, central=3.0, higher_is_better=False))
-    with pytest.raises(ValueError, match="finite"):
-        recovered_gain(recovered=1.0, base=math.inf, central=2.0, higher_is_better=False)
-
-
-def test_param_rel_error_known_answers():
-    w = {"a": torch.tensor([3.0, 0.0]), "b": torch.tensor([[4.0]])}  # joint norm 5
-    assert param_rel_error(recovered=w, master=w) == 0.0
-    zeros = {k: torch.zeros_like(v) for k, v in w.items()}
-    assert param_rel_error(recovered=zeros, master=w) == 1.0
-    off = {"a": torch.tensor([3.0, 0.0]), "b": torch.tensor([[1.0]], dtype=torch.bfloat16)}
-    assert param_rel_error(recovered=off, master=w) == pytest.approx(0.6)  # 3 / 5
-    assert math.isnan(param_rel_error(recovered=zeros, master=zeros))
-    with pytest.raises(ValueError, match=r"missing from recovered \['b'\], extra \['c'\]"):
-        param_rel_error(recovered={"a": w["a"], "c": w["b"]}, master=w)
-    with pytest.raises(ValueError, match="shape of 'a'"):
-        param_rel_error(recovered={"a": torch.zeros(3), "b": w["b"]}, master=w)
 
 
 @pytest.mark.parametrize("scores, labels, match", [
@@ -198,5 +159,118 @@ def test_argument_validation():
         bootstrap_ci(scores=SMALL_S, labels=SMALL_Y, metric=auc, level=1.0)
     with pytest.raises(ValueError, match="max_points"):
         roc_curve_points(scores=SMALL_S, labels=SMALL_Y, max_points=3)
-    with pytest.raises(ValueError, match="empty"):
-        calibration_check(nonmember_scores_a=[], nonmember_scores_b=[0.1])
+
+
+# --- the control, paired -----------------------------------------------------------------------
+def test_difference_to_an_identical_control_is_exactly_zero_because_the_bootstrap_is_paired():
+    s, y = _gaussian(200, 0.8, seed=10)
+    out = auc_with_control(scores=s, labels=y, control_scores=s.copy(), resamples=300)
+    assert out["auc_minus_control"] == {"value": 0.0, "ci": [0.0, 0.0], "se": 0.0,
+                                        "reason": None}
+    assert out["control_auc"]["value"] == out["auc"]["value"]
+    assert out["auc"]["se"] > 0.01  # each AUC alone is uncertain; their paired difference not
+
+
+def test_difference_ci_is_narrower_than_two_independent_aucs_and_sees_training_leakage():
+    rng = np.random.default_rng(11)
+    difficulty = rng.normal(size=600)  # what record selection alone gives: shared by both models
+    y = np.r_[np.ones(300), np.zeros(300)]
+    control = difficulty + 0.3 * y
+    trained = difficulty + 0.3 * y + 0.4 * y + 0.1 * rng.normal(size=600)
+    out = auc_with_control(scores=trained, labels=y, control_scores=control, resamples=500)
+    diff = out["auc_minus_control"]
+    assert diff["value"] == pytest.approx(out["auc"]["value"] - out["control_auc"]["value"])
+    assert diff["ci"][0] > 0  # leakage attributable to training, beyond the control
+    assert diff["se"] < 0.5 * math.hypot(out["auc"]["se"], out["control_auc"]["se"])
+
+
+def test_missing_control_is_null_with_its_reason():
+    s, y = _gaussian(50, 1.0, seed=12)
+    out = membership_metrics(scores=s, labels=y, control_scores=None, control_reason="no control",
+                             resamples=50)
+    for name in ("control_auc", "auc_minus_control"):
+        assert out[name] == {"value": None, "ci": None, "se": None, "reason": "no control"}
+    assert all(m["reason"] == "no control" for m in out["control"].values())
+    json.dumps(out, allow_nan=False)
+    with pytest.raises(ValueError, match="differ in length"):
+        membership_metrics(scores=s, labels=y, control_scores=s[:-1], resamples=10)
+
+
+# --- a useless attack leaks nothing --------------------------------------------------------------
+@pytest.mark.parametrize("n", [24, 2000])
+def test_random_scores_give_auc_ci_around_half_and_heldout_advantage_around_zero(n):
+    rng = np.random.default_rng(13)
+    s, y = rng.random(2 * n), np.r_[np.ones(n), np.zeros(n)]
+    out = membership_metrics(scores=s, labels=y, resamples=1000)
+    lo, hi = out["auc"]["ci"]
+    assert lo <= 0.5 <= hi
+    lo, hi = out["advantage"]["ci"]
+    assert lo <= 0.0 <= hi
+    assert abs(out["advantage"]["value"]) < (0.35 if n == 24 else 0.05)
+    if n == 24:  # what the old in-sample maximum of TPR - FPR claimed on the same data
+        fpr, tpr, _ = roc_curve(y, s)
+        assert (tpr - fpr).max() > 0.15
+
+
+def test_heldout_advantage_known_answers():
+    y = np.r_[np.ones(10), np.zeros(10)]
+    separable = heldout_advantage(scores=np.r_[np.arange(10) + 100.0, np.arange(10)], labels=y)
+    assert (separable["value"], separable["ci"], separable["num_evaluated"]) == (1.0, [1.0, 1.0], 10)
+    flat = heldout_advantage(scores=np.ones(20), labels=y)
+    assert (flat["value"], flat["ci"]) == (0.0, [0.0, 0.0])
+    few = heldout_advantage(scores=[0.3, 0.2, 0.1], labels=[1, 0, 0])
+    assert few["value"] is None and few["reason"] == "needs >= 2 records of each class, have 1 members"
+
+
+# --- TPR at low FPR ------------------------------------------------------------------------------
+def test_clopper_pearson_known_answers():
+    zero = clopper_pearson(successes=0, trials=10)
+    assert zero["ci"][0] == 0.0 and zero["ci"][1] == pytest.approx(1 - 0.025 ** (1 / 10))
+    assert zero["lower"] == 0.0
+    full = clopper_pearson(successes=10, trials=10)
+    assert full["ci"] == [pytest.approx(0.025 ** (1 / 10)), 1.0]
+    assert full["lower"] == pytest.approx(0.05 ** (1 / 10))  # one-sided bound: alpha, not alpha/2
+    half = clopper_pearson(successes=5, trials=10)
+    assert half["ci"] == [pytest.approx(0.187086, abs=1e-6), pytest.approx(0.812914, abs=1e-6)]
+    with pytest.raises(ValueError, match="successes"):
+        clopper_pearson(successes=3, trials=2)
+
+
+def test_low_fpr_is_null_below_one_over_fpr_nonmembers():
+    s, y = _gaussian(24, 1.0, seed=14)
+    out = membership_metrics(scores=s, labels=y, control_scores=s, resamples=20)
+    for name, need in (("tpr@1%fpr", 100), ("tpr@0.1%fpr", 1000)):
+        for metric in (out[name], out["control"][name]):
+            assert metric["value"] is None and metric["ci"] is None
+            assert metric["reason"] == f"needs >= {need} non-members, have 24"
+    rng = np.random.default_rng(14)
+    for nonmembers, defined in ((99, False), (100, True)):
+        out = tpr_at_fpr_heldout(scores=rng.random(24 + nonmembers),
+                                 labels=np.r_[np.ones(24), np.zeros(nonmembers)], fpr=0.01)
+        assert (out["value"] is not None) == defined, nonmembers
+
+
+def test_low_fpr_threshold_comes_from_calibration_nonmembers_only():
+    # 200 non-members all at 0: any calibration part puts the threshold at 0 (flag > 0)
+    s = np.r_[[1.0, 1.0, 1.0, 0.0], np.zeros(200)]
+    y = np.r_[np.ones(4), np.zeros(200)]
+    out = tpr_at_fpr_heldout(scores=s, labels=y, fpr=0.01)
+    assert (out["value"], out["num_calibration"], out["num_heldout"]) == (0.75, 100, 100)
+    assert out["heldout_fpr"]["value"] == 0.0
+    assert out["ci"] == clopper_pearson(successes=3, trials=4)["ci"]
+    # with exactly 1/fpr non-members, 99 calibrate (rank floor(0.01 * 100) = 1) and 1 is held out
+    edge = tpr_at_fpr_heldout(scores=np.r_[[1.0], np.arange(100.0)], labels=np.r_[1, np.zeros(100)],
+                              fpr=0.01)
+    assert (edge["num_calibration"], edge["num_heldout"]) == (99, 1)
+
+
+@pytest.mark.parametrize("fpr", [0.01, 0.001])
+def test_random_scores_give_tpr_near_the_fpr_with_an_interval_covering_it(fpr):
+    rng = np.random.default_rng(15)
+    n = 20_000
+    out = tpr_at_fpr_heldout(scores=rng.random(2 * n), labels=np.r_[np.ones(n), np.zeros(n)],
+                             fpr=fpr, seed=0)
+    # the threshold's true FPR varies by ~sqrt(fpr / 10,000 calibration records) around fpr
+    assert out["value"] == pytest.approx(fpr, abs=4 * math.sqrt(fpr / 10_000))
+    assert out["ci"][0] <= fpr <= out["ci"][1] and out["lower"] <= fpr
+    assert out["heldout_fpr"]["ci"][0] <= fpr <= out["heldout_fpr"]["ci"][1]

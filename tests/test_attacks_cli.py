@@ -27,10 +27,15 @@ def test_attack_command_writes_one_json_per_attack(tiny_run, capsys):
     loss = json.loads((tiny_run / "attacks" / "loss@central.json").read_text())
     assert loss["status"] == "ok" and loss["threat_model"] == "outsider"
     assert loss["config"]["target"] == "central"
-    for key in ("auc", "tpr@1%fpr", "tpr@0.1%fpr", "advantage"):
-        assert 0.0 <= loss["metrics"][key]["value"] <= 1.0
-        lo, hi = loss["metrics"][key]["ci"]
+    metrics = loss["metrics"]
+    for key in ("auc", "control_auc"):
+        assert 0.0 <= metrics[key]["value"] <= 1.0
+        lo, hi = metrics[key]["ci"]
         assert lo <= hi
+    lo, hi = metrics["advantage"]["ci"]
+    assert -1.0 <= lo <= hi <= 1.0
+    for key in ("tpr@1%fpr", "tpr@0.1%fpr"):  # too few non-members to resolve these FPRs
+        assert metrics[key]["value"] is None and "non-members" in metrics[key]["reason"]
     assert {"fpr", "tpr"} <= set(loss["metrics"]["roc"])
     assert {"git_sha", "versions", "seconds"} <= set(loss["meta"])
     as_is = json.loads((tiny_run / "attacks" / "as-is.json").read_text())

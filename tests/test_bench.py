@@ -41,6 +41,14 @@ def test_matrix_expands_the_grid_with_stable_ids():
         (('set = ["max_records=16"]', 'set = ["max_recs=16"]'), ["max_recs"]),
         (("[attacks]", "[attackz]"), ["attackz"]),
         (('targets = ["central", "update"]', 'targets = ["server"]'), ["server"]),
+        (('update = "reference"', 'update = "zlib"'), ["primary update = 'zlib'", "loss, reference"]),
+        (('update = "reference"', 'update = "as-is"'), ["primary update = 'as-is'"]),
+        (('central = "loss"', 'proxy = "loss"'), ["primary target 'proxy'", "central, update"]),
+        (('primary_recovery = "as-is"', 'primary_recovery = "loss"'),
+         ["primary_recovery 'loss'", "recovery attack", "as-is"]),
+        (('primary = { central = "loss", update = "reference" }', 'primary = "loss"'),
+         ["primary", "table"]),
+        (("resamples = 50", "resamples = 0"), ["resamples", "0"]),
     ],
 )
 def test_bad_suites_fail_before_any_cell_with_one_line(tmp_path, capsys, edit, words):
@@ -108,10 +116,12 @@ def test_cells_share_what_they_measured_on_the_same_model(reference):
     cells = [json.loads(f.read_text()) for f in (reference / "cells").glob("*.json")]
     # every cell: as-is reads the run's own evaluation of the final broadcast (1). fp32 (run
     # after nf-2): its broadcast is its master, so each round's proxy evaluation is the central
-    # one (2 rounds), and as the second bit width of its seed it reads the base model's
-    # evaluation (round 0) and its signals on target central's records (reference attack)
+    # one (2 rounds) and as-is's per-record utility is the central model's (1), and as the
+    # second bit width of its seed it reads the base model's evaluation (round 0), its
+    # per-record utility (the recovered gain's baseline) and its signals on target central's
+    # records (reference attack)
     by_bits = sorted((c["labels"]["quant"], c["meta"]["from_store"]) for c in cells)
-    assert by_bits == [("fp32", 5), ("fp32", 5), ("nf-2", 1), ("nf-2", 1)]
+    assert by_bits == [("fp32", 7), ("fp32", 7), ("nf-2", 1), ("nf-2", 1)]
     assert not (reference / "cache").exists()
 
 
@@ -152,7 +162,18 @@ def test_report_tables_claims_and_plots(reference):
     assert "2 clients, 2 rounds x 2 local steps" in report
     assert "(c) downlink far below fp32: **held**" in report
     assert "| nf-2, " not in report  # variants are named by their labels
+    assert "Primary attacks: as named in the suite" in report
+    assert "membership central / proxy / update: `loss / – / reference`" in report
+    assert "recovery: `as-is`" in report
+    assert "50 resamples per estimate (fewer than the default 1000" in report
+    detail = report.split("## Detail: every attack")[1]
+    for target, attack in [("central", "loss"), ("central", "reference"), ("update", "loss"),
+                           ("update", "reference")]:
+        assert f"| nf-2 | {target} | {attack} | " in detail
+    assert "- –: needs >= 100 non-members, have 16" in detail
+    assert "| fp32 | as-is | " in detail
     csv = (tmp_path / "summary.csv").read_text().splitlines()
     assert len(csv) == 3 and csv[0].startswith("model,data,scope")
+    assert "auc_minus_control_update" in csv[0] and "best" not in csv[0]
     for png in ("utility_vs_bits_kjv-lm.png", "roc_loss.png", "privacy_utility.png"):
         assert (tmp_path / png).stat().st_size > 1000

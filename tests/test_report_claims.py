@@ -18,7 +18,7 @@ def row(label, central, proxy, *, group=None, max_records=400, gains=None, bytes
     return {"group": {"quant": label, **(group or {})}, "bits": label, "metric": "perplexity",
             "model": "m", "data": "d", "base": BASE_PPL, "seeds": len(central),
             "central": mean_ci(central), "proxy": mean_ci(proxy), "recovered": mean_ci(proxy),
-            "bytes_down": (bytes_down, None), "best_attack": "as-is", "per_seed": per_seed,
+            "bytes_down": (bytes_down, None), "recovery_attack": "as-is", "per_seed": per_seed,
             "config": {"data": {"max_records": max_records}}}
 
 

@@ -5,6 +5,11 @@ pin the full-precision weight to the interval of values that round to that code
 (``Quantizer.interval``). Training on local data while clamping into those intervals after every
 step moves toward a model that fits the data *and* is consistent with the payload, so the
 recovered model can never stray farther from the master than the payload allows.
+
+Its ``control`` is ``local-finetune``'s (:func:`train_control`): the same budget, seed and
+records from the public starting point. The control has no payload, hence no box to project
+into, so it trains unconstrained; the difference between the two is what the payload (its
+starting point and its box together) adds to the attacker's own data.
 """
 
 from __future__ import annotations
@@ -18,7 +23,12 @@ from attacks.base import ATTACKS, AttackResult
 from attacks.context import Observation
 from attacks.recovery.base import RecoveryAttack
 from attacks.recovery.intervals import Box, clamp_into, midpoint, payload_boxes
-from attacks.recovery.local_finetune import LocalFinetuneConfig, check_option, train_from
+from attacks.recovery.local_finetune import (
+    LocalFinetuneConfig,
+    check_option,
+    train_control,
+    train_from,
+)
 
 STARTS = ("proxy", "center")
 
@@ -62,8 +72,10 @@ def box_pgd(obs: Observation, *, config: BoxPGDConfig) -> AttackResult:
             p.copy_(clamp_into(p, boxes[name]))
 
     recovered, budget = train_from(obs, start=start, config=config, project=project)
-    return AttackResult(recovered=recovered, round=rnd,
-                        extra={**budget, "trained_tensors": len(params)})
+    control, control_start = train_control(obs, config=config)  # no payload: no box either
+    return AttackResult(recovered=recovered, round=rnd, control=control,
+                        extra={**budget, "trained_tensors": len(params),
+                               "control_start": control_start})
 
 
 @ATTACKS.register("box-pgd")

@@ -6,7 +6,9 @@ The colluders are the ``clients`` consecutive clients starting at ``client`` (de
 choosing ``client`` and ``clients``, up to renumbering, since client ids carry no meaning of
 their own. The pooled view (threat model ``colluding``) holds every payload any colluder was
 sent, all their updates and all their records; the strategies take an ``Observation`` and use
-whichever clients it holds, so they run on it unchanged.
+whichever clients it holds, so they run on it unchanged. A fine-tuning strategy's no-payload
+``control`` (its same budget on the pooled records from the public start) is passed through;
+``trajectory`` has none (compare it with ``final-box`` instead).
 """
 
 from __future__ import annotations

@@ -1,7 +1,18 @@
 """Keep fine-tuning the last proxy on the attacker's own data: the cheapest active recovery.
 
+Its gain mixes what the payload leaks with what the attacker's own records buy (at full
+precision, where nothing is hidden, it can score a recovered gain above 1: that excess is the
+extra fine-tuning's own effect).
+So every fine-tuning attack also returns ``control``: the same training (steps, lr, batch size,
+seed, records) from the public starting point instead of the payload
+(:func:`attacks.recovery.base.public_start`): in scope ``adapter`` the public base model with
+the seeded LoRA init; in scope ``full``, where the base weights are private, that LoRA init on
+the base weights of the first payload received (a client cannot run the model without some
+payload, and every payload carries the same quantized base under a deterministic quantizer).
+The payload's leakage is the recovered model's gain over the control's.
+
 Also home of the fine-tuning budget options that ``box-pgd`` shares (:class:`LocalFinetuneConfig`)
-and of :func:`train_from`, which every fine-tuning attack calls.
+and of :func:`train_from` / :func:`train_control`, which every fine-tuning attack calls.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ import torch
 
 from attacks.base import ATTACKS, AttackResult
 from attacks.context import Observation
-from attacks.recovery.base import RecoveryAttack, RecoveryConfig, finetune
+from attacks.recovery.base import RecoveryAttack, RecoveryConfig, finetune, public_start
 from fedlpp.errors import FedlppError
 from fedlpp.federation.client import num_local_steps
 
@@ -74,6 +85,14 @@ def train_from(obs: Observation, *, start: dict[str, torch.Tensor], config: Loca
     return out, budget
 
 
+def train_control(obs: Observation, *, config: LocalFinetuneConfig) -> tuple[dict[str, torch.Tensor], str]:
+    """The no-payload control: :func:`train_from` with the same budget, seed and data, started
+    from :func:`public_start` and never projected. Returns its tensors and where it started."""
+    start, described = public_start(obs)
+    control, _ = train_from(obs, start=start, config=config)
+    return control, described
+
+
 @ATTACKS.register("local-finetune")
 class LocalFinetune(RecoveryAttack):
     """Start from the last proxy received and keep training it on the attacker's own records."""
@@ -84,4 +103,6 @@ class LocalFinetune(RecoveryAttack):
     def run(self, obs: Observation) -> AttackResult:
         rnd = obs.payload_rounds()[-1]
         recovered, budget = train_from(obs, start=obs.proxy(rnd), config=self.config)
-        return AttackResult(recovered=recovered, round=rnd, extra=budget)
+        control, start = train_control(obs, config=self.config)
+        return AttackResult(recovered=recovered, round=rnd, control=control,
+                            extra={**budget, "control_start": start})
