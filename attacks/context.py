@@ -46,7 +46,7 @@ class AttackContext:
         self.initial = self.run.initial
         # scope "full": the master's private base weights, completed into every model loaded
         self.private_base = self.trace.private_base()
-        self._signals: dict[tuple[str, str], SampleSignals] = {}
+        self._signals: dict[str, dict[int, SampleSignals]] = {}  # model -> record -> signals
         self._encoded: dict[str, dict[str, torch.Tensor]] = {}
         # attacks' shared work beyond signals (LiRA's shadow models), keyed by its maker
         self.cache: dict[Hashable, Any] = {}
@@ -82,21 +82,11 @@ class AttackContext:
         classification: :meth:`utility` is ``sum(loss) / sum(count)`` and ``mean(correct)``.
         Shared through the run's store when it has one.
         """
-        from fedlpp.evaluate import per_record_losses
-
-        data = self.run.test_data
-
-        def compute() -> dict[str, np.ndarray]:
-            with self.loaded(tensors) as model:
-                losses, counts, preds = per_record_losses(
-                    model, data, task=self.task, batch_size=self.trace.config.eval.batch_size)
-            out = {"loss": losses.double().numpy(), "count": counts.double().numpy()}
-            if preds is not None:
-                out["correct"] = (preds == data["labels"]).double().numpy()
-            return out
-
-        return self.run.shared("record_utility", loaded={**self.private_base, **tensors},
-                               data=data, compute=compute, dump=dict, load=dict)
+        losses, counts, preds = self.run.record_losses({**self.private_base, **tensors})
+        out = {"loss": losses.double().numpy(), "count": counts.double().numpy()}
+        if preds is not None:
+            out["correct"] = (preds == self.run.test_data["labels"]).double().numpy()
+        return out
 
     # --- records and signals -----------------------------------------------------------------
     def encode(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -111,21 +101,25 @@ class AttackContext:
         return self._encoded[key]
 
     def signals(self, tensors: Mapping[str, torch.Tensor], indices: Sequence[int]) -> SampleSignals:
-        """Signals of the model with ``tensors`` on records ``indices``, computed once (once per
-        suite through the run's store)."""
-        key = (tensors_key(tensors), ",".join(map(str, indices)))
-        if key not in self._signals:
+        """Signals of the model with ``tensors`` on records ``indices``: each record is scored
+        once per model (and the records a request adds are scored once per suite through the
+        run's store)."""
+        have = self._signals.setdefault(tensors_key(tensors), {})
+        missing = list(dict.fromkeys(i for i in indices if i not in have))
+        if missing:
             def compute() -> SampleSignals:
                 with self.loaded(tensors) as model:
-                    return compute_signals(model, self.encode(indices), indices=indices,
+                    return compute_signals(model, self.encode(missing), indices=missing,
                                            task=self.task,
                                            batch_size=self.trace.config.eval.batch_size)
 
-            self._signals[key] = self.run.shared(
+            new = self.run.shared(
                 "signals", loaded={**self.private_base, **tensors},
-                data=self.encode(indices), compute=compute, dump=SampleSignals.to_arrays,
+                data=self.encode(missing), compute=compute, dump=SampleSignals.to_arrays,
                 load=SampleSignals.from_arrays)
-        return self._signals[key]
+            for pos, i in enumerate(missing):
+                have[i] = new.subset([pos])
+        return SampleSignals.concat([have[i] for i in indices])
 
 
 @dataclass

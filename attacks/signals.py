@@ -58,6 +58,15 @@ class SampleSignals:
         return cls(indices=arrays["indices"], token_logprobs=split("token_logprobs"),
                    token_mu=split("token_mu"), token_sigma=split("token_sigma"))
 
+    @classmethod
+    def concat(cls, parts: Sequence[SampleSignals]) -> SampleSignals:
+        """The records of ``parts``, in order."""
+        return cls(indices=np.concatenate([p.indices for p in parts]) if parts
+                   else np.zeros(0, dtype=np.int64),
+                   token_logprobs=[x for p in parts for x in p.token_logprobs],
+                   token_mu=[x for p in parts for x in p.token_mu],
+                   token_sigma=[x for p in parts for x in p.token_sigma])
+
     def subset(self, positions: Sequence[int]) -> SampleSignals:
         """The signals of the records at ``positions`` (positions into ``indices``)."""
         pos = list(positions)

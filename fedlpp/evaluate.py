@@ -48,10 +48,16 @@ def utility(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *, task: s
             batch_size: int) -> dict[str, float]:
     """``{"loss", "perplexity"}`` for ``lm`` (token-weighted), ``{"loss", "accuracy"}`` for ``cls``."""
     losses, counts, preds = per_record_losses(model, data, task=task, batch_size=batch_size)
+    return summarize(losses, counts, preds, labels=data["labels"], task=task)
+
+
+def summarize(losses: torch.Tensor, counts: torch.Tensor, preds: torch.Tensor | None, *,
+              labels: torch.Tensor, task: str) -> dict[str, float]:
+    """:func:`utility` from the per-record results of :func:`per_record_losses`."""
     loss = float(losses.sum() / counts.sum().clamp(min=1))
     if task == "lm":
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
-    accuracy = float((preds == data["labels"]).float().mean())
+    accuracy = float((preds == labels).float().mean())
     return {"loss": loss, "accuracy": accuracy}
 
 

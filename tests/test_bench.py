@@ -114,14 +114,11 @@ def test_kill_and_resume_gives_the_uninterrupted_report(tmp_path, reference):
 
 def test_cells_share_what_they_measured_on_the_same_model(reference):
     cells = [json.loads(f.read_text()) for f in (reference / "cells").glob("*.json")]
-    # every cell: as-is reads the run's own evaluation of the final broadcast (1). fp32 (run
-    # after nf-2): its broadcast is its master, so each round's proxy evaluation is the central
-    # one (2 rounds) and as-is's per-record utility is the central model's (1), and as the
-    # second bit width of its seed it reads the base model's evaluation (round 0), its
-    # per-record utility (the recovered gain's baseline) and its signals on target central's
-    # records (reference attack)
+    # within a cell, what the run measured (base, central, the final broadcast) is read from
+    # memory by the attacks; across cells, fp32 (run after nf-2, same seed) reads from the store
+    # the base model's evaluation (round 0) and its signals on target central's records
     by_bits = sorted((c["labels"]["quant"], c["meta"]["from_store"]) for c in cells)
-    assert by_bits == [("fp32", 7), ("fp32", 7), ("nf-2", 1), ("nf-2", 1)]
+    assert by_bits == [("fp32", 2), ("fp32", 2), ("nf-2", 0), ("nf-2", 0)]
     assert not (reference / "cache").exists()
 
 

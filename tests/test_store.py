@@ -67,7 +67,9 @@ def test_a_second_run_reads_the_shared_base_signals_instead_of_scoring(two_runs,
     with pytest.raises(AssertionError, match="scored"):
         other.signals(other.trace.master(other.trace.num_rounds + 1), indices)
     with pytest.raises(AssertionError, match="scored"):
-        other.signals(other.initial, [0, 3, 5])
+        other.signals(other.initial, [0, 3, 5, 9])
+    # records already scored for this model are not scored again, in any subset or order
+    assert _same(other.signals(other.initial, [8, 0]), base.subset([3, 0]))
     # a partial state (what it leaves in place is not in its key) is never stored
     partial = dict(list(other.initial.items())[1:])
     assert other.run.model_key(partial) is None
@@ -97,13 +99,14 @@ def test_a_run_reads_the_base_evaluation_another_run_stored(tmp_path, monkeypatc
                               ctx=ctx)
 
     run(2, shared=True)  # stores round 0 (base), then central and proxy of rounds 1 and 2
-    assert (store.hits, len(list((tmp_path / "store" / "utility").iterdir()))) == (0, 5)
+    assert (store.hits, len(list((tmp_path / "store" / "records").iterdir()))) == (0, 5)
     alone = run(3, shared=False)
     shared = run(3, shared=True)
     assert store.hits == 1  # the base model of the same seed: the same evaluation
     assert shared["final"] == alone["final"] and shared["rounds"] == alone["rounds"]
     # a hit skips the evaluation itself
-    monkeypatch.setattr(context_run, "utility", lambda *a, **k: pytest.fail("evaluated"))
+    monkeypatch.setattr(context_run, "per_record_losses",
+                        lambda *a, **k: pytest.fail("evaluated"))
     with pytest.raises(pytest.fail.Exception, match="evaluated"):
         run(4, shared=True)  # the base comes from the store; the trained model does not
     assert store.hits == 2

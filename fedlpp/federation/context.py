@@ -9,16 +9,17 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from fedlpp.config import QuantConfig, RunConfig
 from fedlpp.data import TextDataset, load_dataset
 from fedlpp.data.encode import encode
 from fedlpp.data.partition import Splits, make_splits
-from fedlpp.evaluate import utility
+from fedlpp.evaluate import per_record_losses, summarize
 from fedlpp.models import (
     ModelBundle,
     base_linear_weight_names,
@@ -47,6 +48,7 @@ class RunContext:
     initial: dict[str, torch.Tensor]  # the trainable tensors before any training (LoRA init)
     model_load_s: float
     store: ResultStore | None = None  # evaluations and signals shared with other runs
+    _records: dict[str, Any] = field(default_factory=dict, repr=False)  # per model key
 
     @property
     def task(self) -> str:
@@ -73,15 +75,43 @@ class RunContext:
                              dump=dump, load=load, task=self.task,
                              batch_size=self.cfg.eval.batch_size)
 
-    def utility(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """Utility on the test records of the shared model with ``tensors`` (private tensors:
-        a master or a proxy) loaded into it."""
-        def compute() -> dict[str, float]:
-            load_state(self.bundle.model, dict(tensors))
-            return utility(self.bundle.model, self.test_data, task=self.task,
-                           batch_size=self.cfg.eval.batch_size)
+    def record_losses(self, tensors: Mapping[str, torch.Tensor]) -> PerRecord:
+        """Per-record results (:func:`fedlpp.evaluate.per_record_losses`) on the test records of
+        the shared model with ``tensors`` (private tensors: a master or a proxy) loaded into it;
+        computed once per model in this process, and once per suite through the store."""
+        key = self.model_key(tensors)
+        if key is not None and key in self._records:
+            return self._records[key]
 
-        return self.shared("utility", loaded=tensors, data=self.test_data, compute=compute)
+        def compute() -> PerRecord:
+            load_state(self.bundle.model, dict(tensors))
+            return per_record_losses(self.bundle.model, self.test_data, task=self.task,
+                                     batch_size=self.cfg.eval.batch_size)
+
+        result = self.shared("records", loaded=tensors, data=self.test_data, compute=compute,
+                             dump=_records_to_arrays, load=_records_from_arrays)
+        if key is not None:
+            self._records[key] = result
+        return result
+
+    def utility(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """Utility on the test records of the model with ``tensors`` loaded into it."""
+        return summarize(*self.record_losses(tensors), labels=self.test_data["labels"],
+                         task=self.task)
+
+
+PerRecord = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
+
+
+def _records_to_arrays(r: PerRecord) -> dict[str, np.ndarray]:
+    losses, counts, preds = r
+    out = {"losses": losses.numpy(), "counts": counts.numpy()}
+    return out if preds is None else {**out, "preds": preds.numpy()}
+
+
+def _records_from_arrays(a: Mapping[str, np.ndarray]) -> PerRecord:
+    preds = torch.from_numpy(a["preds"].copy()) if "preds" in a else None
+    return torch.from_numpy(a["losses"].copy()), torch.from_numpy(a["counts"].copy()), preds
 
 
 def quantizer_from(q: QuantConfig, *, upload: bool = False) -> Quantizer:
