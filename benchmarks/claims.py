@@ -3,7 +3,8 @@
 Rows are compared within one setting: the same grid choices except the ``quant`` grid key.
 Comparisons are paired by seed (one seed = the same records, splits and LoRA init in every row),
 on the loss scale for perplexity (log perplexity), and a difference is "noise" when its 95 %
-Student-t CI over the seeds contains 0 (one seed: judged by the point alone).
+Student-t CI over the seeds contains 0. With fewer than 3 seeds there is no interval, and claims
+(a) and (b) are reported as "not judged" (the points are still shown).
 (a) central utility at 2-4 bits matches fp32 FedAvg-LoRA: the upper end of the CI of what it loses
     is at most ``MARGIN`` (10 %) of fp32's gain over the base model (an equivalence test: a loss
     that is real but negligible still holds, a noisy one that could be large does not);
@@ -59,20 +60,21 @@ def _worse(row: dict[str, Any], diff: tuple[float, float | None]) -> bool:
     return _worse_sign(row) * diff[0] - (diff[1] or 0.0) > 0
 
 
-def _lost_share(row: dict[str, Any], fp: dict[str, Any]) -> tuple[float, float] | None:
+def _lost_share(row: dict[str, Any], fp: dict[str, Any]) -> tuple[float, float | None] | None:
     """(a): the share of fp32's gain over base that ``row``'s central model loses, and the upper
-    end of its CI; None when fp32 gained nothing."""
+    end of its CI (None without an interval); None when fp32 gained nothing."""
     sign = _worse_sign(row)
     gain = sign * (_log_if_ppl(fp, fp["base"]) - _log_if_ppl(fp, fp["central"][0]))
     if not gain > 0:
         return None
     diff = _paired(row, "central", fp, "central")
-    return sign * diff[0] / gain, (sign * diff[0] + (diff[1] or 0.0)) / gain
+    upper = None if diff[1] is None else (sign * diff[0] + diff[1]) / gain
+    return sign * diff[0] / gain, upper
 
 
 def _fmt_diff(row: dict[str, Any], diff: tuple[float, float | None]) -> str:
     what = "log-ppl" if row["metric"] == "perplexity" else row["metric"]
-    ci = f" ± {diff[1]:.3f}" if diff[1] is not None else " (1 seed)"
+    ci = f" ± {diff[1]:.3f}" if diff[1] is not None else " (no interval: < 3 seeds)"
     return f"{what} diff {diff[0]:+.3f}{ci}"
 
 
@@ -92,19 +94,24 @@ def check_claims(rows: list[dict[str, Any]]) -> list[str]:
         name = ", ".join(f"{k}={v}" for k, v in key) or "all cells"
         lines += [f"### Claims, {name} ({fp['data']} on {fp['model']}, {fp['metric']})", ""]
         lost = [(r, _lost_share(r, fp)) for r in low]
-        a_ok = all(x is not None and x[1] <= MARGIN for _, x in lost)
-        detail = "; ".join(f"{r['bits']} {r['central'][0]:.4g} vs fp32 {fp['central'][0]:.4g}, "
-                           + (f"loses {x[0]:.1%} of fp32's gain (CI up to {x[1]:.1%})" if x
-                              else "fp32 gained nothing over base") for r, x in lost)
-        verdict = "held" if a_ok else "not held"
+        a_ok = all(x is not None and x[1] is not None and x[1] <= MARGIN for _, x in lost)
+        detail = "; ".join(
+            f"{r['bits']} {r['central'][0]:.4g} vs fp32 {fp['central'][0]:.4g}, "
+            + (f"loses {x[0]:.1%} of fp32's gain "
+               + (f"(CI up to {x[1]:.1%})" if x[1] is not None else "(no interval: < 3 seeds)")
+               if x else "fp32 gained nothing over base") for r, x in lost)
+        unjudged = any(x is not None and x[1] is None for _, x in lost)
+        verdict = "not judged" if unjudged else "held" if a_ok else "not held"
         lines.append(f"- (a) central at 2-4 bits matches fp32 (loses at most {MARGIN:.0%} of its "
                      f"gain over base): **{verdict}** ({detail})")
         keeps = [(r, _gain(r, r["proxy"][0]), _paired(r, "proxy", r, "central")) for r in low]
         b_ok = all(g < 0.9 and _worse(r, d) for r, g, d in keeps)
+        b_verdict = ("not judged" if any(d[1] is None for _, _, d in keeps)
+                     else "held" if b_ok else "not held")
         detail = "; ".join(f"{r['bits']} proxy {r['proxy'][0]:.4g} vs central "
                            f"{r['central'][0]:.4g} (keeps {g:.0%} of the gain, {_fmt_diff(r, d)})"
                            for r, g, d in keeps)
-        lines.append(f"- (b) proxy well below central: **{'held' if b_ok else 'not held'}** "
+        lines.append(f"- (b) proxy well below central: **{b_verdict}** "
                      f"({detail})")
         ratios = [(r, r["bytes_down"][0] / fp["bytes_down"][0]) for r in low]
         c_ok = all(x <= 0.25 for _, x in ratios)

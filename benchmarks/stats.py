@@ -19,13 +19,17 @@ import numpy as np
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 
+MIN_SEEDS_FOR_T = 3  # a Student-t interval over two seeds says almost nothing: none is given
+
+
 def mean_ci(values: list[float | None]) -> tuple[float, float | None]:
-    """Mean and 95 % CI half-width, Student t (None for fewer than two finite values)."""
+    """Mean and 95 % CI half-width, Student t over the values (seeds); the half-width is None
+    for fewer than ``MIN_SEEDS_FOR_T`` finite values."""
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return float("nan"), None
-    if len(vals) < 2:
-        return vals[0], None
+    if len(vals) < MIN_SEEDS_FOR_T:
+        return float(np.mean(vals)), None
     from scipy import stats
 
     sem = float(np.std(vals, ddof=1) / math.sqrt(len(vals)))

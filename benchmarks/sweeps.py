@@ -3,7 +3,8 @@
 A grid key with a dot (``data.max_records``, not a labelled choice such as ``quant``) that only
 some rows carry is a sweep. Its rows, plus the row that matches every other grid choice (the
 main matrix's cell at the config's own value of the key), form one table ordered by the key:
-utility, what each recovery attack recovers, and membership leakage. The paper suite's client
+utility, what each recovery attack recovers, and the primary membership attack's leakage over
+its control. The paper suite's client
 data-size sweep asks whether ``local-finetune`` closes the privacy gap when clients hold more data.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.stats import fmt, mean_ci
+from benchmarks.stats import fmt, fmt_combined
 
 TARGETS = ("central", "proxy", "update")
 
@@ -43,25 +44,25 @@ def sweep_tables(rows: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for key in sweep_keys(rows):
         rs = _sweep_rows(rows, key)
-        attacks = sorted({k.split(":", 1)[1] for r in rs for s in r["per_seed"].values()
-                          for k in s if k.startswith("gain:")})
+        attacks = list(dict.fromkeys(a for r in rs for a in r["recovery_detail"]))
         r0 = rs[0]
         fixed = ", ".join(f"{k}={v}" for k, v in r0["group"].items() if k != key)
         lines += [f"### Sweep of `{key}` ({r0['data']} on {r0['model']}: {fixed})", "",
-                  f"utility = {r0['metric']}; recovered gain per recovery attack (1.0 = the "
-                  "whole central gain over base recovered); MIA = best membership AUC per "
-                  "target. Mean ± 95 % CI over seeds.", "",
+                  f"utility = {r0['metric']} (mean ± 95 % CI over seeds); recovered gain per "
+                  "recovery attack (1.0 = the whole central gain over base recovered; a ratio of "
+                  "means over the seeds where it is defined, k/n); membership: the suite's primary "
+                  "attack per target, AUC − its control on the untrained model.", "",
                   f"| {key} | seeds | central | proxy | "
                   + " | ".join(f"gain {a}" for a in attacks)
-                  + " | MIA AUC central / proxy / update |",
+                  + " | AUC − control central / proxy / update |",
                   "|" + "---|" * (5 + len(attacks))]
         for r in rs:
-            def col(name: str, digits: int = 3, row: dict[str, Any] = r) -> str:
-                return fmt(*mean_ci([s.get(name) for s in row["per_seed"].values()]), digits)
-
-            lines.append(f"| {_value(r['config'], key)} | {r['seeds']} | {col('central')} | "
-                         f"{col('proxy')} | "
-                         + " | ".join(col(f"gain:{a}", 2) for a in attacks)
-                         + " | " + " / ".join(col(f"auc_{t}", 2) for t in TARGETS) + " |")
+            gains = [fmt_combined(r["recovery_detail"].get(a, {}).get("recovered_gain"),
+                                  seeds=True) for a in attacks]
+            leak = [fmt_combined((r.get(f"leak_{t}") or {}).get("auc_minus_control"), sign=True)
+                    for t in TARGETS]
+            lines.append(f"| {_value(r['config'], key)} | {r['seeds']} | {fmt(*r['central'])} | "
+                         f"{fmt(*r['proxy'])} | " + " | ".join(gains) + " | "
+                         + " / ".join(leak) + " |")
         lines.append("")
     return lines

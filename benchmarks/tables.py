@@ -30,8 +30,10 @@ def _names(rs: list[dict[str, Any]]) -> list[str]:
 def _budget(rs: list[dict[str, Any]], names: list[str]) -> str:
     budgets: dict[str, list[str]] = defaultdict(list)  # rows that train differently
     for r, name in zip(rs, names, strict=True):
+        local = (f"{r['local_steps']} local steps" if r["local_steps"]
+                 else f"{r['config']['fed']['local_epochs']:g} local epoch(s)")
         budgets[f"{r['clients']} client{'s' if r['clients'] > 1 else ''}, {r['rounds']} "
-                f"rounds x {r['local_steps']} local steps"].append(name)
+                f"rounds x {local}"].append(name)
     budget, *others = budgets
     return budget + "".join(f" ({', '.join(budgets[b])}: {b})" for b in others)
 

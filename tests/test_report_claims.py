@@ -15,11 +15,17 @@ def row(label, central, proxy, *, group=None, max_records=400, gains=None, bytes
                     **{f"gain:{a}": g[s] for a, g in (gains or {}).items()},
                     "auc_central": 0.6, "auc_proxy": 0.55, "auc_update": 0.7}
                 for s, (c, p) in enumerate(zip(central, proxy, strict=True))}
+    n = len(central)
+    recovery = {a: {"recovered_gain": {"value": sum(g) / len(g), "ci": None, "k": n, "n": n,
+                                       "reasons": []}} for a, g in (gains or {}).items()}
+    leak = {"auc_minus_control": {"value": 0.1, "ci": [0.02, 0.18], "k": n, "n": n,
+                                  "reasons": []}}
     return {"group": {"quant": label, **(group or {})}, "bits": label, "metric": "perplexity",
-            "model": "m", "data": "d", "base": BASE_PPL, "seeds": len(central),
+            "model": "m", "data": "d", "base": BASE_PPL, "seeds": n,
             "central": mean_ci(central), "proxy": mean_ci(proxy), "recovered": mean_ci(proxy),
             "bytes_down": (bytes_down, None), "recovery_attack": "as-is", "per_seed": per_seed,
-            "config": {"data": {"max_records": max_records}}}
+            "recovery_detail": recovery, "leak_central": leak, "leak_proxy": leak,
+            "leak_update": None, "config": {"data": {"max_records": max_records}}}
 
 
 def claim(lines, letter):
@@ -65,5 +71,15 @@ def test_sweep_table_orders_the_swept_rows_around_the_main_row():
     assert lines[0].startswith("### Sweep of `data.max_records`")
     table = [line for line in lines if line.startswith("| ") and not line.startswith("| data")]
     assert [line.split(" | ")[0] for line in table] == ["| 200", "| 400", "| 1600"]
-    assert "gain local-finetune" in lines[4] and "0.20 ± 0.25" in table[0]
+    assert "gain local-finetune" in lines[4] and "0.20 (3/3)" in table[0]
+    assert "+0.10 [+0.02, +0.18] / +0.10 [+0.02, +0.18] / –" in table[0]
     assert sweep_tables(rows[:1]) == []
+
+
+def test_two_seeds_give_no_interval_and_the_claims_are_not_judged():
+    fp32 = row("fp32", FP32[:2], FP32[:2], bytes_down=32000.0)
+    nf2 = row("nf-2", [x * 1.003 for x in FP32[:2]], [x * 1.4 for x in FP32[:2]])
+    assert mean_ci(FP32[:2]) == (45.0, None)
+    lines = check_claims([nf2, fp32])
+    assert "**not judged**" in claim(lines, "a") and "no interval: < 3 seeds" in claim(lines, "a")
+    assert "**not judged**" in claim(lines, "b")
