@@ -122,7 +122,11 @@ def check_claims(rows: list[dict[str, Any]]) -> list[str]:
         for r in low:
             if r["recovery_attack"] == "–":
                 continue
-            if not _worse(r, _paired(r, "proxy", r, "central")) or _gain(r, r["proxy"][0]) >= 1.0:
+            diff = _paired(r, "proxy", r, "central")
+            if diff[1] is None:
+                closed.append(f"{r['bits']} not judged (no interval for the gap: < 3 seeds)")
+                continue
+            if not _worse(r, diff) or _gain(r, r["proxy"][0]) >= 1.0:
                 closed.append(f"{r['bits']} no gap to close (proxy not worse than central "
                               "beyond noise)")
                 continue

@@ -2,7 +2,8 @@
 
 Headline numbers are the suite's *primary* attacks (named in its ``[attacks]`` table before
 anything ran); every attack is in the detail tables. Utility and cost are mean ± 95 % CI over
-seeds (Student t); leakage numbers are aggregated as :mod:`benchmarks.stats` says.
+seeds (Student t, from 3 seeds on); leakage numbers are aggregated as :mod:`benchmarks.stats`
+says.
 """
 
 from __future__ import annotations
@@ -198,8 +199,8 @@ def _method_lines(rows: list[dict[str, Any]]) -> list[str]:
         "is defined (k/n: seeds with a significant central gain); gain over control = the same "
         "for R minus its no-payload control; AUC (control) = the primary membership attack's "
         "AUC and its AUC on the untrained model (same records); AUC − control = the leakage "
-        "attributable to training (paired bootstrap). Utility: mean ± 95 % CI over seeds "
-        "(Student t); leakage: mean over seeds [95 % CI from the records' bootstrap standard "
+        "attributable to training (paired bootstrap). Utility: mean over seeds, ± 95 % CI "
+        "(Student t) from 3 seeds on; leakage: mean over seeds [95 % CI from the records' bootstrap standard "
         "errors]; one seed: its own interval. fidelity = cosine of LoRA gradients on the proxy "
         "vs the central model.", "",
         "Primary attacks: " + ("; ".join(notes) + " (defaults)" if notes else
