@@ -49,7 +49,8 @@ def provenance() -> dict[str, Any]:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = None
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # published results under reports/ are not code: writing them does not make a run "dirty"
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports")
     return {
         "cpu": _cpu(),
         "git_sha": _git("rev-parse", "HEAD"),
