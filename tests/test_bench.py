@@ -172,5 +172,7 @@ def test_report_tables_claims_and_plots(reference):
     csv = (tmp_path / "summary.csv").read_text().splitlines()
     assert len(csv) == 3 and csv[0].startswith("model,data,scope")
     assert "auc_minus_control_update" in csv[0] and "best" not in csv[0]
-    for png in ("utility_vs_bits_kjv-lm.png", "roc_loss.png", "privacy_utility.png"):
+    for png in ("recovery_kjv-lm.png", "privacy_utility.png", "model_privacy.png",
+                "membership_kjv-lm.png", "roc_loss.png"):
         assert (tmp_path / png).stat().st_size > 1000
+        assert f"({png})" in report
