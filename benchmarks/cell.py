@@ -24,7 +24,7 @@ def store_dir(out: Path) -> Path:
 
 
 def _fidelity(ctx) -> float:
-    """Gradient fidelity of the final broadcast vs the final master, on test records."""
+    """Gradient fidelity of the reported round's broadcast vs its master, on test records."""
     from fedlpp.evaluate import gradient_fidelity
 
     trace = ctx.trace
@@ -42,8 +42,9 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
                  "bytes_down_per_round": result["comm"]["bytes_down_total"] / len(rounds),
                  "bytes_up_per_round": result["comm"]["bytes_up_total"] / len(rounds),
                  "bytes_down_per_client": rounds[-1]["bytes_down_per_client"]},
-        "rounds": [{k: r.get(k) for k in ("round", "central", "proxy", "train_loss")}
+        "rounds": [{k: r.get(k) for k in ("round", "central", "proxy", "train_loss", "validation")}
                    for r in rounds],
+        **{k: result.get(k) for k in ("start", "selection", "convergence", "final_records")},
     }
 
 

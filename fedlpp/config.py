@@ -71,6 +71,9 @@ class DataConfig:
     alpha: float = 0.5  # dirichlet concentration
     member_fraction: float = 0.5  # share of each client's shard used for training (members)
     test_fraction: float = 0.1  # global test split, held out from every client
+    # validation split, held out from every client and from the test split: the round whose
+    # results are reported is chosen on it (eval.select); 0 = none (the last round is reported)
+    val_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         _check(self.max_records >= 0, "data.max_records", self.max_records, ">= 0 (0 = all)")
@@ -78,6 +81,9 @@ class DataConfig:
         _check(self.alpha > 0, "data.alpha", self.alpha, "> 0")
         _check(0 < self.member_fraction <= 1, "data.member_fraction", self.member_fraction, "0 < x <= 1")
         _check(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "0 < x < 1")
+        _check(0 <= self.val_fraction < 1 and self.test_fraction + self.val_fraction < 1,
+               "data.val_fraction", self.val_fraction,
+               f"0 <= x < 1 - data.test_fraction ({1 - self.test_fraction:g}); 0 = no validation split")
 
 
 @dataclass
@@ -135,13 +141,29 @@ class EvalConfig:
     """Utility evaluation of central / proxy / base."""
 
     every: int = 1  # evaluate every N rounds (the last round always)
-    max_records: int = 200  # test records used; 0 = the whole test split
+    max_records: int = 200  # test records of the final evaluation; 0 = the whole test split
+    # the learning curve: central and proxy on this many test records (the first of the final
+    # evaluation's) every evaluated round; 0 = the same records as the final evaluation
+    curve_records: int = 0
+    val_records: int = 0  # validation records evaluated per round; 0 = the whole split
     batch_size: int = 16
+    # the round whose results are reported: "validation" = lowest central validation loss
+    # (needs data.val_fraction > 0), "last" = the last round
+    select: Literal["validation", "last"] = "validation"
+    # converged: the best central validation loss improved by at most converge_share of its
+    # total gain over the untrained model during the last converge_rounds evaluated rounds
+    converge_rounds: int = 2
+    converge_share: float = 0.05
 
     def __post_init__(self) -> None:
         _check(self.every >= 1, "eval.every", self.every, ">= 1")
         _check(self.max_records >= 0, "eval.max_records", self.max_records, ">= 0 (0 = all)")
+        _check(self.curve_records >= 0, "eval.curve_records", self.curve_records,
+               ">= 0 (0 = the final evaluation's records)")
+        _check(self.val_records >= 0, "eval.val_records", self.val_records, ">= 0 (0 = all)")
         _check(self.batch_size >= 1, "eval.batch_size", self.batch_size, ">= 1")
+        _check(self.converge_rounds >= 1, "eval.converge_rounds", self.converge_rounds, ">= 1")
+        _check(0 < self.converge_share < 1, "eval.converge_share", self.converge_share, "0 < x < 1")
 
 
 @dataclass
@@ -171,6 +193,9 @@ class RunConfig:
     adversaries: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        _check(self.eval.select != "validation" or self.data.val_fraction > 0, "eval.select",
+               self.eval.select, "'last' when data.val_fraction = 0 (no validation split to "
+               "select on)")
         check_plugins(self)
 
     def to_dict(self) -> dict[str, Any]:

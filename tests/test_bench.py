@@ -116,9 +116,10 @@ def test_cells_share_what_they_measured_on_the_same_model(reference):
     cells = [json.loads(f.read_text()) for f in (reference / "cells").glob("*.json")]
     # within a cell, what the run measured (base, central, the final broadcast) is read from
     # memory by the attacks; across cells, fp32 (run after nf-2, same seed) reads from the store
-    # the base model's evaluation (round 0) and its signals on target central's records
+    # the base model's evaluations (round 0, test and validation records) and its signals on
+    # target central's records
     by_bits = sorted((c["labels"]["quant"], c["meta"]["from_store"]) for c in cells)
-    assert by_bits == [("fp32", 2), ("fp32", 2), ("nf-2", 0), ("nf-2", 0)]
+    assert by_bits == [("fp32", 3), ("fp32", 3), ("nf-2", 0), ("nf-2", 0)]
     assert not (reference / "cache").exists()
 
 

@@ -148,10 +148,11 @@ def _small(name: str = "kjv-genre", n: int = 600, **kw) -> tuple[TextDataset, Da
 def test_splits_are_disjoint_and_cover(scheme):
     ds, cfg = _small(partition=scheme, member_fraction=0.5, test_fraction=0.1)
     s = make_splits(ds, cfg=cfg, num_clients=4, seed=0)
-    parts = [s.test, *s.members, *s.nonmembers]
+    parts = [s.test, s.validation, *s.members, *s.nonmembers]
     flat = [i for p in parts for i in p]
     assert sorted(flat) == list(range(len(ds.records)))
-    assert len(s.test) == 60 and s.num_clients == 4 and all(s.members)
+    assert len(s.test) == 60 and len(s.validation) == 60
+    assert s.num_clients == 4 and all(s.members)
     assert s.test != sorted(s.test)  # random order: a prefix is a uniform sample
     for m, nm in zip(s.members, s.nonmembers, strict=True):
         assert abs(len(m) - len(nm)) <= 1  # member_fraction 0.5
@@ -182,12 +183,13 @@ def test_too_many_clients_names_the_keys():
     with pytest.raises(FedlppError) as err:
         make_splits(ds, cfg=cfg, num_clients=50, seed=0)
     msg = str(err.value)
-    for part in ("fed.num_clients=50", "45 records", "data.max_records=50", "data.test_fraction=0.1"):
+    for part in ("fed.num_clients=50", "40 records", "data.max_records=50", "data.test_fraction=0.1",
+                 "data.val_fraction=0.1"):
         assert part in msg
 
 
 def test_every_client_gets_a_member_with_one_record_each():
-    ds, cfg = _small(n=11, test_fraction=0.05, member_fraction=0.1)
+    ds, cfg = _small(n=11, test_fraction=0.05, member_fraction=0.1, val_fraction=0.0)
     s = make_splits(ds, cfg=cfg, num_clients=10, seed=0)
     assert [len(m) for m in s.members] == [1] * 10 and len(s.test) == 1
 

@@ -98,15 +98,17 @@ def test_a_run_reads_the_base_evaluation_another_run_stored(tmp_path, monkeypatc
         return run_federation(cfg, out=tmp_path / f"{bits}-{shared}", quiet=True, echo=False,
                               ctx=ctx)
 
-    run(2, shared=True)  # stores round 0 (base), then central and proxy of rounds 1 and 2
-    assert (store.hits, len(list((tmp_path / "store" / "records").iterdir()))) == (0, 5)
+    # stores round 0 (base) on test and validation records, then central and proxy of rounds
+    # 1 and 2 on test records and central on validation records
+    run(2, shared=True)
+    assert (store.hits, len(list((tmp_path / "store" / "records").iterdir()))) == (0, 8)
     alone = run(3, shared=False)
     shared = run(3, shared=True)
-    assert store.hits == 1  # the base model of the same seed: the same evaluation
+    assert store.hits == 2  # the base model of the same seed: the same evaluations
     assert shared["final"] == alone["final"] and shared["rounds"] == alone["rounds"]
     # a hit skips the evaluation itself
     monkeypatch.setattr(context_run, "per_record_losses",
                         lambda *a, **k: pytest.fail("evaluated"))
     with pytest.raises(pytest.fail.Exception, match="evaluated"):
         run(4, shared=True)  # the base comes from the store; the trained model does not
-    assert store.hits == 2
+    assert store.hits == 4

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -140,12 +140,15 @@ class Splits:
         nonmembers: per client, held-out records from the same shard (same distribution as its
             members): the negatives of membership inference.
         fingerprint: :func:`dataset_fingerprint` of the dataset the indices refer to.
+        validation: held out from every client and from the test split; the reported round is
+            chosen on it.
     """
 
     test: list[int]
     members: list[list[int]]
     nonmembers: list[list[int]]
     fingerprint: str = ""
+    validation: list[int] = field(default_factory=list)
 
     @property
     def num_clients(self) -> int:
@@ -154,9 +157,12 @@ class Splits:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (plain ints and lists)."""
-        return {"fingerprint": self.fingerprint, "test": list(self.test),
-                "members": [list(m) for m in self.members],
-                "nonmembers": [list(m) for m in self.nonmembers]}
+        out: dict[str, Any] = {"fingerprint": self.fingerprint, "test": list(self.test),
+                               "members": [list(m) for m in self.members],
+                               "nonmembers": [list(m) for m in self.nonmembers]}
+        if self.validation:  # without one, the file is what it was before validation existed
+            out["validation"] = list(self.validation)
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Splits:
@@ -165,7 +171,8 @@ class Splits:
             splits = cls(test=[int(i) for i in d["test"]],
                          members=[[int(i) for i in m] for m in d["members"]],
                          nonmembers=[[int(i) for i in m] for m in d["nonmembers"]],
-                         fingerprint=str(d.get("fingerprint", "")))
+                         fingerprint=str(d.get("fingerprint", "")),
+                         validation=[int(i) for i in d.get("validation", [])])
         except (KeyError, TypeError, ValueError) as exc:
             raise FedlppError(f"Invalid data splits JSON: {type(exc).__name__}: {exc}") from None
         if len(splits.members) != len(splits.nonmembers):
@@ -181,14 +188,14 @@ class Splits:
                 f"The data splits were made from other data (fingerprint {self.fingerprint[:12]}, "
                 f"data.name={dataset.name!r} now gives {found[:12]}): use the run's data config and seed"
             )
-        every = [*self.test, *(i for m in self.members for i in m),
+        every = [*self.test, *self.validation, *(i for m in self.members for i in m),
                  *(i for m in self.nonmembers for i in m)]
         if every and not 0 <= min(every) <= max(every) < len(dataset.records):
             raise FedlppError(f"The data splits index records outside 0..{len(dataset.records) - 1}")
 
 
 def make_splits(dataset: TextDataset, *, cfg: DataConfig, num_clients: int, seed: int) -> Splits:
-    """Hold out a test split, partition the rest over clients, split each shard into members
+    """Hold out a test and a validation split, partition the rest over clients, split each shard into members
     and non-members.
 
     Partition keys: ``natural`` uses record groups; ``dirichlet`` uses labels for ``"cls"`` data
@@ -196,7 +203,8 @@ def make_splits(dataset: TextDataset, *, cfg: DataConfig, num_clients: int, seed
 
     Args:
         dataset: the loaded dataset.
-        cfg: the data config (``test_fraction``, ``partition``, ``alpha``, ``member_fraction``).
+        cfg: the data config (``test_fraction``, ``val_fraction``, ``partition``, ``alpha``,
+            ``member_fraction``).
         num_clients: number of clients.
         seed: the run seed; test split, partition and member split use separate streams.
 
@@ -211,12 +219,17 @@ def make_splits(dataset: TextDataset, *, cfg: DataConfig, num_clients: int, seed
     # Seed tags 1..3 give independent streams (a [seed, 0] tag would collide with plain seed).
     rng_test, rng_part, rng_members = (numpy_rng(seed, tag) for tag in (1, 2, 3))
     n_test = max(1, math.floor(cfg.test_fraction * n + 0.5))
+    n_val = math.floor(cfg.val_fraction * n + 0.5) if cfg.val_fraction > 0 else 0
     perm = rng_test.permutation(n)
-    test, rest = perm[:n_test].tolist(), sorted(perm[n_test:].tolist())
+    # the validation split follows the test split in the same permutation: with no validation
+    # split, test and client records are exactly what they were before it existed
+    test, validation = perm[:n_test].tolist(), perm[n_test : n_test + n_val].tolist()
+    rest = sorted(perm[n_test + n_val :].tolist())
     if num_clients > len(rest):
         raise FedlppError(
             f"fed.num_clients={num_clients} exceeds the {len(rest)} records available to clients "
-            f"(data.max_records={cfg.max_records}, data.test_fraction={cfg.test_fraction})"
+            f"(data.max_records={cfg.max_records}, data.test_fraction={cfg.test_fraction}, "
+            f"data.val_fraction={cfg.val_fraction})"
         )
 
     records = [dataset.records[i] for i in rest]
@@ -238,4 +251,4 @@ def make_splits(dataset: TextDataset, *, cfg: DataConfig, num_clients: int, seed
         members.append(local[:k])
         nonmembers.append(local[k:])
     return Splits(test=test, members=members, nonmembers=nonmembers,
-                  fingerprint=dataset_fingerprint(dataset))
+                  fingerprint=dataset_fingerprint(dataset), validation=validation)

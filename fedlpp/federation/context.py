@@ -19,6 +19,7 @@ from fedlpp.config import QuantConfig, RunConfig
 from fedlpp.data import TextDataset, load_dataset
 from fedlpp.data.encode import encode
 from fedlpp.data.partition import Splits, make_splits
+from fedlpp.errors import FedlppError
 from fedlpp.evaluate import per_record_losses, summarize
 from fedlpp.models import (
     ModelBundle,
@@ -42,12 +43,16 @@ class RunContext:
     quantizer: Quantizer
     uploader: Quantizer
     client_data: list[dict[str, torch.Tensor]]
-    test_data: dict[str, torch.Tensor]
+    test_data: dict[str, torch.Tensor]  # the final evaluation's test records
     trainable: list[str]  # LoRA A/B (+ classifier head): trained, aggregated, broadcast
     static: list[str]  # scope "full": base linear weights, private but never trained
     initial: dict[str, torch.Tensor]  # the trainable tensors before any training (LoRA init)
     model_load_s: float
     store: ResultStore | None = None  # evaluations and signals shared with other runs
+    # the learning curve's test records (a prefix of test_data) and the validation records
+    # (None without a validation split)
+    curve_data: dict[str, torch.Tensor] | None = None
+    val_data: dict[str, torch.Tensor] | None = None
     _records: dict[str, Any] = field(default_factory=dict, repr=False)  # per model key
 
     @property
@@ -75,29 +80,42 @@ class RunContext:
                              dump=dump, load=load, task=self.task,
                              batch_size=self.cfg.eval.batch_size)
 
-    def record_losses(self, tensors: Mapping[str, torch.Tensor]) -> PerRecord:
-        """Per-record results (:func:`fedlpp.evaluate.per_record_losses`) on the test records of
-        the shared model with ``tensors`` (private tensors: a master or a proxy) loaded into it;
-        computed once per model in this process, and once per suite through the store."""
+    def eval_data(self, on: str) -> dict[str, torch.Tensor]:
+        """The records of evaluation ``on``: ``test`` (final), ``curve`` or ``validation``."""
+        data = {"test": self.test_data, "curve": self.curve_data or self.test_data,
+                "validation": self.val_data}.get(on)
+        if data is None:
+            raise FedlppError(f"No {on!r} records to evaluate on (allowed: test, curve, "
+                              "validation when data.val_fraction > 0)")
+        return data
+
+    def record_losses(self, tensors: Mapping[str, torch.Tensor], *, on: str = "test") -> PerRecord:
+        """Per-record results (:func:`fedlpp.evaluate.per_record_losses`) on the records of
+        evaluation ``on`` (:meth:`eval_data`) of the shared model with ``tensors`` (private
+        tensors: a master or a proxy) loaded into it; computed once per model and records in
+        this process, and once per suite through the store."""
+        if on == "curve" and self.curve_data is None:
+            on = "test"  # the curve uses the final evaluation's records: measure them once
+        data = self.eval_data(on)
         key = self.model_key(tensors)
-        if key is not None and key in self._records:
-            return self._records[key]
+        if key is not None and (key, on) in self._records:
+            return self._records[key, on]
 
         def compute() -> PerRecord:
             load_state(self.bundle.model, dict(tensors))
-            return per_record_losses(self.bundle.model, self.test_data, task=self.task,
+            return per_record_losses(self.bundle.model, data, task=self.task,
                                      batch_size=self.cfg.eval.batch_size)
 
-        result = self.shared("records", loaded=tensors, data=self.test_data, compute=compute,
+        result = self.shared("records", loaded=tensors, data=data, compute=compute,
                              dump=_records_to_arrays, load=_records_from_arrays)
         if key is not None:
-            self._records[key] = result
+            self._records[key, on] = result
         return result
 
-    def utility(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """Utility on the test records of the model with ``tensors`` loaded into it."""
-        return summarize(*self.record_losses(tensors), labels=self.test_data["labels"],
-                         task=self.task)
+    def utility(self, tensors: Mapping[str, torch.Tensor], *, on: str = "test") -> dict[str, float]:
+        """Utility on the records of evaluation ``on`` of the model with ``tensors`` loaded."""
+        return summarize(*self.record_losses(tensors, on=on),
+                         labels=self.eval_data(on)["labels"], task=self.task)
 
 
 PerRecord = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
@@ -151,10 +169,14 @@ def prepare_run(cfg: RunConfig) -> RunContext:
                       task=dataset.task, seq_len=cfg.data.seq_len)
 
     test_idx = splits.test[: cfg.eval.max_records] if cfg.eval.max_records else splits.test
+    curve_n = cfg.eval.curve_records
+    val_idx = splits.validation[: cfg.eval.val_records or None]
     initial = trainable_state(bundle.model)
     static = base_linear_weight_names(bundle.model) if cfg.quant.scope == "full" else []
     return RunContext(
         cfg=cfg, dataset=dataset, splits=splits, bundle=bundle, quantizer=quantizer,
         uploader=uploader, client_data=[enc(m) for m in splits.members], test_data=enc(test_idx),
         trainable=list(initial), static=static, initial=initial, model_load_s=model_load_s,
+        curve_data=enc(test_idx[:curve_n]) if 0 < curve_n < len(test_idx) else None,
+        val_data=enc(val_idx) if val_idx else None,
     )

@@ -68,8 +68,9 @@ class RoundRecord:
     bytes_down_per_client: int
     bytes_up: int
     train_loss: float | None
-    central: dict[str, float] | None = None
+    central: dict[str, float] | None = None  # on the learning curve's test records
     proxy: dict[str, float] | None = None
+    validation: dict[str, Any] | None = None  # {"central": utility on the validation records}
 
     @classmethod
     def of(cls, rnd: int, *, clients: list[int], sent: Any, verdicts: list[Verdict],
@@ -86,9 +87,12 @@ class RoundRecord:
                    bytes_up=sum(v.nbytes for v in verdicts), train_loss=loss)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("central", "proxy")}
+        out = {k: v for k, v in self.__dict__.items()
+               if k not in ("central", "proxy", "validation")}
         if self.central is not None:
             out.update(central=self.central, proxy=self.proxy)
+        if self.validation is not None:
+            out.update(validation=self.validation)
         return out
 
 
@@ -101,9 +105,14 @@ class RunResult:
     config: dict[str, Any]
     rounds: list[RoundRecord]
     meta: dict[str, Any]
-    final: dict[str, Any] | None = None
+    final: dict[str, Any] | None = None  # test utility of the reported round and of the base
     defenses: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    start: dict[str, Any] | None = None  # the untrained model on the curve / validation records
+    selection: dict[str, Any] | None = None  # which round is reported, and why
+    convergence: dict[str, Any] | None = None
+    final_records: dict[str, Any] | None = None  # per test record, for paired comparisons
+    selected: Any = field(default=None, repr=False)  # the reported round's state (not saved)
 
     @property
     def comm(self) -> dict[str, int]:
@@ -114,8 +123,9 @@ class RunResult:
         out: dict[str, Any] = {"status": self.status, "config": self.config,
                                "rounds": [r.to_dict() for r in self.rounds], "comm": self.comm,
                                "defenses": self.defenses, "meta": self.meta}
-        if self.final is not None:
-            out["final"] = self.final
+        for key in ("final", "start", "selection", "convergence", "final_records"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         if self.error is not None:
             out["error"] = self.error
         return out

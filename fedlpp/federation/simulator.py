@@ -14,6 +14,7 @@ from fedlpp.config import RunConfig
 from fedlpp.defenses import Defense, build_defenses
 from fedlpp.errors import FedlppError
 from fedlpp.federation.context import RunContext, prepare_run
+from fedlpp.federation.evaluation import Evaluation
 from fedlpp.federation.observers import Console, Observer, Observers, Timer
 from fedlpp.federation.records import RoundRecord, RunResult
 from fedlpp.federation.trace import TraceWriter
@@ -61,12 +62,10 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
     watch = Observers(timer, trace, Console(quiet=quiet, echo=echo))
     rounds: list[RoundRecord] = []
     try:
-        base = drive(ctx, server=server, client=client, watch=watch, rounds=rounds)
-        last = rounds[-1]
+        evaluation = drive(ctx, server=server, client=client, watch=watch, rounds=rounds)
         result = RunResult(status="ok", config=cfg.to_dict(), rounds=rounds,
-                           final={"central": last.central, "proxy": last.proxy, "base": base},
                            defenses=[{"name": d.name, **d.report()} for d in defenses],
-                           meta=_meta(timer, ctx))
+                           meta=_meta(timer, ctx), **evaluation.outcome())
         watch.on_end(result, server)
     except Exception as exc:  # noqa: BLE001 - a started run that fails is recorded, then raised
         watch.on_end(RunResult(status="failed", config={}, rounds=rounds, meta={}), server)
@@ -76,13 +75,13 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
 
 
 def drive(ctx: RunContext, *, server: Any, client: Any, watch: Observer,
-          rounds: list[RoundRecord]) -> dict[str, float]:
+          rounds: list[RoundRecord]) -> Evaluation:
     """The rounds, top to bottom; each finished round is appended to ``rounds``. Returns the
-    utility of the model before any training (round 0)."""
+    run's measurements (the untrained model, each evaluated round, the round it reports)."""
     cfg = ctx.cfg
     watch.on_start(ctx, server)
     watch.on_evaluate(0)
-    base = ctx.utility(server.master)
+    evaluation = Evaluation(ctx, master=server.master)
     for rnd in range(1, cfg.fed.rounds + 1):
         # 1. sample this round's clients
         clients = sample_clients(num_clients=cfg.fed.num_clients, seed=cfg.seed, rnd=rnd,
@@ -100,17 +99,17 @@ def drive(ctx: RunContext, *, server: Any, client: Any, watch: Observer,
         verdicts, refused = server.aggregate(rnd, uploads,
                                              observe=lambda v, r=rnd: watch.on_verdict(r, v))
         # 5. the next broadcast, then the utility of the new master (central) and of that
-        #    broadcast (proxy: exactly what a client receives next round)
+        #    broadcast (proxy: exactly what a client receives next round); the validation
+        #    loss of central decides which round the run reports
         upcoming = server.broadcast(rnd + 1)
         watch.on_evaluate(rnd)
         record = RoundRecord.of(rnd, clients=clients, sent=sent, verdicts=verdicts,
                                 refused=refused)
         if rnd % cfg.eval.every == 0 or rnd == cfg.fed.rounds:
-            record.central = ctx.utility(server.master)
-            record.proxy = ctx.utility(upcoming.proxy)
+            evaluation.measure(record, master=server.master, upcoming=upcoming)
         rounds.append(record)
         watch.on_round(record)
-    return base
+    return evaluation
 
 
 def build_parts(ctx: RunContext) -> tuple[Any, Any, list[Defense]]:

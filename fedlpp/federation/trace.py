@@ -12,8 +12,12 @@ Layout under ``DIR/trace/`` (:class:`TraceLayout`, shared by the writer and the 
     round_0001/batches.json           per client: the record ids of each local training batch
                                       and whether its update was accepted (the ground truth of
                                       who was trained on, for membership labels)
-    final_master.safetensors          the master after the last round (always kept)
+    final_master.safetensors          the master after the reported round (always kept): the
+                                      round chosen on validation (eval.select), else the last
     final_payload.safetensors         its broadcast: what a client would receive next
+
+Attacks read a run as if it had stopped after its reported round: later rounds only served to
+choose it, and the reader does not show them.
 
 Every file is written to a temporary name and renamed, so a killed run never leaves a
 half-written file under a final name.
@@ -108,9 +112,10 @@ class TraceWriter(Observer):
     def on_end(self, result: RunResult, server: Any) -> None:
         if result.status != "ok":
             return
-        atomic_save_tensors(self.at.final_master, server.trainable)
-        final = server.broadcast(len(result.rounds) + 1)
-        atomic_write_bytes(self.at.final_payload, encode_payload(final.packed))
+        # the reported round's master and the broadcast made from it: what the run released
+        selected = result.selected
+        atomic_save_tensors(self.at.final_master, selected.master, {"round": str(selected.round)})
+        atomic_write_bytes(self.at.final_payload, encode_payload(selected.broadcast.packed))
 
 
 class TraceReader:
@@ -134,7 +139,9 @@ class TraceReader:
         self.at = TraceLayout(self.dir / "trace")
         self.root = self.at.root
         self.splits = Splits.from_json(json.loads(self.at.splits.read_text()))
-        self.num_rounds = len(self.result["rounds"])
+        # the reported round (chosen on validation): the run as released ends there
+        selection = self.result.get("selection") or {}
+        self.num_rounds = int(selection.get("round", len(self.result["rounds"])))
 
     def _need(self, path: Path, key: str, what: str) -> Path:
         if not path.exists():

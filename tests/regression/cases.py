@@ -22,6 +22,7 @@ TINY = [
     "fed.num_clients=2", "fed.rounds=2", "fed.local_steps=2", "fed.batch_size=4", "fed.lr=0.01",
     "eval.max_records=16", "quant.bits=2",
     "data.dedup=false",  # stored before repeated texts were dropped by default
+    "data.val_fraction=0", "eval.select=last",  # and before the validation split existed
 ]
 
 # name -> (config file or None, --set overrides on top of TINY or of the file)
@@ -40,7 +41,8 @@ CASES: dict[str, tuple[str | None, list[str]]] = {
     "tiny-uniform3-block48": (None, [*TINY, "quant.name=uniform", "quant.bits=3",
                                      "quant.block_size=48"]),
     "tiny-full-block1000": (None, [*TINY, "quant.scope=full", "quant.block_size=1000"]),
-    "configs/tiny.toml": ("configs/tiny.toml", ["data.dedup=false"]),
+    "configs/tiny.toml": ("configs/tiny.toml", ["data.dedup=false", "data.val_fraction=0",
+                                               "eval.select=last"]),
 }
 
 
