@@ -96,8 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except RunFailed as exc:  # not a bad input (exit 2): the run started, then failed
         print(f"error: {exc} (recorded in {done})", file=sys.stderr)
         return 1
-    final = result["final"]
-    print(json.dumps({"final": final, "comm": result["comm"]}, indent=2))
+    print(json.dumps({k: result.get(k) for k in ("final", "selection", "convergence", "comm")},
+                     indent=2))
     print(f"wrote {done}")
     return 0
 

@@ -140,6 +140,8 @@ class Console(Observer):
         metric = "perplexity" if self.ctx.task == "lm" else "accuracy"
         util = (f"central {metric} {record.central[metric]:.4g} | "
                 f"proxy {metric} {record.proxy[metric]:.4g} | " if record.central else "")
+        if record.validation:
+            util += f"validation loss {record.validation['central']['loss']:.4f} | "
         rejected = [r["client"] for r in record.rejected]
         line = (f"round {record.round}: {util}down {record.bytes_down:,} B | "
                 f"up {record.bytes_up:,} B" + (f" | rejected {rejected}" if rejected else "")
