@@ -1,9 +1,9 @@
 """Cell JSONs -> ``report.md``, ``summary.csv`` and PNG plots. Nothing but the cell files is read.
 
 Headline numbers are the suite's *primary* attacks (named in its ``[attacks]`` table before
-anything ran); every attack is in the detail tables. Utility and cost are mean ± 95 % CI over
-seeds (Student t, from 3 seeds on); leakage numbers are aggregated as :mod:`benchmarks.stats`
-says.
+anything ran); every attack is in the detail tables. Utility is the mean over seeds with a
+percentile interval from a paired bootstrap over seeds and test records
+(:mod:`benchmarks.bootstrap`); other numbers are aggregated as :mod:`benchmarks.stats` says.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bootstrap import BOOT_SEED, utility_intervals
 from benchmarks.claims import check_claims
+from benchmarks.convergence import converged_cell, selected_round
 from benchmarks.matrix import DEFAULT_RESAMPLES, primary_attacks
-from benchmarks.stats import combine, estimate, mean_ci, ratio_of_means
+from benchmarks.stats import combine, estimate, ratio_of_means, seed_values
 from benchmarks.sweeps import sweep_tables
 from benchmarks.tables import detail_tables, markdown_tables
 from fedlpp.errors import FedlppError
@@ -62,6 +64,10 @@ def cell_row(cell: dict[str, Any]) -> dict[str, Any]:
         "central": final["central"][key], "proxy": final["proxy"][key], "base": final["base"][key],
         "bytes_down": comm["bytes_down_per_round"], "bytes_up": comm["bytes_up_per_round"],
         "fidelity": cell.get("fidelity"),
+        # per-record test results of the final models (the bootstrap's input), convergence
+        "records": cell["train"].get("final_records"),
+        "convergence": cell["train"].get("convergence"),
+        "selection": cell["train"].get("selection"),
     }
     ok = [a for a in cell["attacks"] if a["status"] == "ok"]
     row["recovery"] = {a["attack"]: {"recovered": a["metrics"]["utility"][key],
@@ -93,6 +99,8 @@ def group_cells(suite: dict[str, Any], cells: list[dict[str, Any]]) -> dict[tupl
 
 
 NUMERIC = ["central", "proxy", "recovered", "bytes_down", "bytes_up", "fidelity"]
+MODELS = ("central", "proxy", "base")  # utility with a bootstrap interval
+SPREAD = ("recovered", "fidelity")  # per-seed numbers without records: mean and range
 
 
 def _recovery_summary(per_seed: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -102,7 +110,7 @@ def _recovery_summary(per_seed: list[dict[str, Any] | None]) -> dict[str, Any]:
     out: dict[str, Any] = {g: ratio_of_means([s.get(g) for s in seeds], den) for g in GAINS[1:]}
     out |= {e: combine([s.get(e) for s in seeds]) for e in ERRORS}
     return out | {"central_gain": combine(den),
-                  "recovered": mean_ci([s.get("recovered") for s in seeds])}
+                  "recovered": seed_values([s.get("recovered") for s in seeds])}
 
 
 def _membership_summary(per_seed: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -110,8 +118,10 @@ def _membership_summary(per_seed: list[dict[str, Any] | None]) -> dict[str, Any]
 
 
 def summarize(groups: dict[tuple, list[dict]]) -> list[dict[str, Any]]:
-    """One summary row per group: utility mean ± CI, the primary attacks' leakage, and every
-    attack's leakage (``recovery_detail``, ``membership_detail``) over the group's seeds."""
+    """One summary row per group: utility (mean over seeds; ``utility`` holds its bootstrap
+    interval per model), the primary attacks' leakage, and every attack's leakage
+    (``recovery_detail``, ``membership_detail``) over the group's seeds. Numeric columns are
+    ``(mean, None)`` pairs; their intervals or ranges are in ``utility`` and ``spread``."""
     rows = []
     for key, members in groups.items():
         per_seed = [cell_row(c) for c in members]
@@ -125,13 +135,18 @@ def summarize(groups: dict[tuple, list[dict]]) -> list[dict[str, Any]]:
             "scope": cfg["quant"]["scope"], "partition": cfg["data"]["partition"],
             "clients": cfg["fed"]["num_clients"], "rounds": cfg["fed"]["rounds"],
             "local_steps": cfg["fed"]["local_steps"], "seeds": len(members),
-            "base": mean_ci([r["base"] for r in per_seed])[0],
+            "base": seed_values([r["base"] for r in per_seed])["value"],
             # per seed, for paired comparisons between rows (same seed = same data and init)
             "per_seed": {c["config"]["seed"]: r for c, r in zip(members, per_seed, strict=True)},
             "config": cfg, "resamples": plan.get("resamples"), "primary_notes": notes,
         }
         for col in NUMERIC:
-            row[col] = mean_ci([r.get(col) for r in per_seed])
+            row[col] = (seed_values([r.get(col) for r in per_seed])["value"], None)
+        row["utility"] = utility_intervals([r["records"] for r in per_seed], metric=row["metric"],
+                                           resamples=plan.get("resamples") or DEFAULT_RESAMPLES)
+        row["spread"] = {col: seed_values([r.get(col) for r in per_seed]) for col in SPREAD}
+        row["converged"] = converged_cell(row["per_seed"])
+        row["round"] = selected_round(row["per_seed"], row["rounds"])
         names = list(dict.fromkeys(n for r in per_seed for n in r["recovery"]))
         row["recovery_detail"] = {n: _recovery_summary([r["recovery"].get(n) for r in per_seed])
                                   for n in names}
@@ -158,11 +173,15 @@ def _csv_value(c: dict[str, Any] | None, part: str) -> Any:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    """The headline numbers, one line per row: primary attacks only (``_ci`` = [lo, hi])."""
-    fields = ["model", "data", "scope", "partition", "bits", "group", "seeds", "metric", "base"]
+    """The headline numbers, one line per row: primary attacks only (``_ci`` = [lo, hi], the
+    bootstrap interval or a combined leakage CI; ``_range`` = [min, max] over the seeds)."""
+    fields = ["model", "data", "scope", "partition", "bits", "group", "seeds", "metric", "base",
+              "base_ci", "central", "central_ci", "proxy", "proxy_ci", "recovered",
+              "recovered_range", "bytes_down", "bytes_up", "fidelity", "fidelity_range",
+              "converged", "round"]
     gains = ["recovered_gain", "control_gain", "gain_over_control", *ERRORS]
     leak = ["auc", "control_auc", "auc_minus_control", "tpr@1%fpr", "tpr@0.1%fpr"]
-    cols = (fields + [f"{c}{s}" for c in NUMERIC for s in ("", "_ci")] + ["recovery_attack"]
+    cols = (fields + ["recovery_attack"]
             + [f"{g}{s}" for g in gains for s in ("", "_ci", "_seeds")]
             + [f"{m}_{t}{s}" for t in TARGETS for m in ["mia", *leak]
                for s in (("",) if m == "mia" else ("", "_ci"))])
@@ -170,10 +189,16 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         for r in rows:
-            out = {k: r[k] for k in fields} | {"recovery_attack": r["recovery_attack"]}
+            out = {k: r[k] for k in fields if k in r} | {"recovery_attack": r["recovery_attack"]}
             out["group"] = json.dumps(r["group"], sort_keys=True)
-            for c in NUMERIC:
-                out[c], out[f"{c}_ci"] = r[c]
+            for c in ("central", "proxy", "recovered", "bytes_down", "bytes_up", "fidelity"):
+                out[c] = r[c][0]
+            for m in MODELS:
+                ci = r["utility"][m]["ci"]
+                out[f"{m}_ci"] = None if ci is None else json.dumps(ci)
+            for c in SPREAD:
+                found = r["spread"][c]["range"]
+                out[f"{c}_range"] = None if found is None else json.dumps(found)
             for g in gains:
                 found = (r["gain"] or {}).get(g)
                 out[g], out[f"{g}_ci"] = _csv_value(found, "value"), _csv_value(found, "ci")
@@ -199,15 +224,20 @@ def _method_lines(rows: list[dict[str, Any]]) -> list[str]:
         "is defined (k/n: seeds with a significant central gain); gain over control = the same "
         "for R minus its no-payload control; AUC (control) = the primary membership attack's "
         "AUC and its AUC on the untrained model (same records); AUC − control = the leakage "
-        "attributable to training (paired bootstrap). Utility: mean over seeds, ± 95 % CI "
-        "(Student t) from 3 seeds on; leakage: mean over seeds [95 % CI from the records' bootstrap standard "
-        "errors]; one seed: its own interval. fidelity = cosine of LoRA gradients on the proxy "
-        "vs the central model.", "",
+        "attributable to training (paired bootstrap). Utility (central, proxy, base): mean over "
+        "seeds [95 % percentile interval of a bootstrap that resamples the seeds and, within "
+        "each drawn seed, its test records; one seed: test-record noise only]; recovered and "
+        "grad. fidelity have no per-record results: mean (seeds min–max); leakage: mean over "
+        "seeds [95 % CI from the records' bootstrap standard errors]; one seed: its own "
+        "interval. fidelity = cosine of LoRA gradients on the proxy vs the central model. "
+        "converged / round: each cell's convergence verdict and the round its final models "
+        "come from.", "",
         "Primary attacks: " + ("; ".join(notes) + " (defaults)" if notes else
                                "as named in the suite") + ". Every attack: see Detail.", "",
         f"Bootstrap: {', '.join(map(str, resamples)) or '?'} resamples per estimate"
         + (f" (fewer than the default {DEFAULT_RESAMPLES}: interval ends are coarse)"
-           if few else "") + ".", ""]
+           if few else "") + f"; utility and claims: percentile intervals, draws seeded "
+        f"({BOOT_SEED}), paired over test records between the models of one seed.", ""]
 
 
 def build_report(out: Path, *, command: str | None = None) -> Path:

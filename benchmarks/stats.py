@@ -1,8 +1,12 @@
 """Means and intervals over seeds, shared by the report and the claims.
 
-Two kinds of number are aggregated over a row's seeds:
+Three kinds of number are aggregated over a row's seeds:
 
-* utility and cost (one number per seed): mean and Student-t CI half-width (:func:`mean_ci`);
+* utility of the central / proxy / base models: mean over seeds with a percentile interval from
+  the paired bootstrap over seeds and test records (:mod:`benchmarks.bootstrap`);
+* other per-seed numbers without per-record results (a recovered model's utility, gradient
+  fidelity; cost is deterministic): mean and the range over the seeds (:func:`seed_values`),
+  never a Student-t interval over a handful of seeds;
 * leakage estimates (``{"value", "ci", "se", "reason"}`` per seed, from a bootstrap over the
   cell's records): :func:`combine` gives the mean over the seeds that have a value and a 95 % CI
   from their bootstrap standard errors (records resampled, seeds held fixed), or the seed's own
@@ -19,21 +23,13 @@ import numpy as np
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 
-MIN_SEEDS_FOR_T = 3  # a Student-t interval over two seeds says almost nothing: none is given
-
-
-def mean_ci(values: list[float | None]) -> tuple[float, float | None]:
-    """Mean and 95 % CI half-width, Student t over the values (seeds); the half-width is None
-    for fewer than ``MIN_SEEDS_FOR_T`` finite values."""
+def seed_values(values: list[float | None]) -> dict[str, Any]:
+    """Mean and ``[min, max]`` over the seeds with a finite value (``range`` None below two),
+    with ``k`` of ``n`` seeds."""
     vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return float("nan"), None
-    if len(vals) < MIN_SEEDS_FOR_T:
-        return float(np.mean(vals)), None
-    from scipy import stats
-
-    sem = float(np.std(vals, ddof=1) / math.sqrt(len(vals)))
-    return float(np.mean(vals)), float(stats.t.ppf(0.975, len(vals) - 1) * sem)
+    return {"value": float(np.mean(vals)) if vals else None,
+            "range": [float(min(vals)), float(max(vals))] if len(vals) > 1 else None,
+            "k": len(vals), "n": len(values)}
 
 
 def estimate(metric: Any) -> dict[str, Any]:
@@ -82,12 +78,28 @@ def ratio_of_means(gains: list[dict[str, Any] | None],
     return out
 
 
-def fmt(mean: float | None, ci: float | None, digits: int = 3) -> str:
-    """``mean ± ci`` with ``digits`` decimals (significant digits from 1000 up); "–" for none."""
-    if mean is None or not math.isfinite(mean):
+def _num(x: float, digits: int) -> str:
+    return f"{x:.{digits}g}" if abs(x) >= 1000 else f"{x:.{digits}f}"
+
+
+def fmt(value: float | None, ci: list[float] | None = None, digits: int = 3) -> str:
+    """``value [lo, hi]`` with ``digits`` decimals (significant digits from 1000 up); "–" for
+    none."""
+    if value is None or not math.isfinite(value):
         return "–"
-    text = f"{mean:.{digits}g}" if abs(mean) >= 1000 else f"{mean:.{digits}f}"
-    return text if ci is None else f"{text} ± {ci:.{digits}f}"
+    text = _num(value, digits)
+    return text if ci is None else f"{text} [{_num(ci[0], digits)}, {_num(ci[1], digits)}]"
+
+
+def fmt_seeds(c: dict[str, Any] | None, digits: int = 3) -> str:
+    """A :func:`seed_values` result: ``mean (seeds lo–hi)``, ``(k/n)`` when some seeds have no
+    value; "–" when none has."""
+    if c is None or c["value"] is None:
+        return "–"
+    text = _num(c["value"], digits)
+    if c["range"] is not None:
+        text += f" (seeds {_num(c['range'][0], digits)}–{_num(c['range'][1], digits)})"
+    return text + (f" ({c['k']}/{c['n']})" if c["k"] < c["n"] else "")
 
 
 def fmt_combined(c: dict[str, Any] | None, digits: int = 2, *, sign: bool = False,

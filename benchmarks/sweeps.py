@@ -48,7 +48,8 @@ def sweep_tables(rows: list[dict[str, Any]]) -> list[str]:
         r0 = rs[0]
         fixed = ", ".join(f"{k}={v}" for k, v in r0["group"].items() if k != key)
         lines += [f"### Sweep of `{key}` ({r0['data']} on {r0['model']}: {fixed})", "",
-                  f"utility = {r0['metric']} (mean ± 95 % CI over seeds); recovered gain per "
+                  f"utility = {r0['metric']} (mean over seeds [95 % bootstrap interval over seeds "
+                  "and test records]); recovered gain per "
                   "recovery attack (1.0 = the whole central gain over base recovered; a ratio of "
                   "means over the seeds where it is defined, k/n); membership: the suite's primary "
                   "attack per target, AUC − its control on the untrained model.", "",
@@ -61,8 +62,8 @@ def sweep_tables(rows: list[dict[str, Any]]) -> list[str]:
                                   seeds=True) for a in attacks]
             leak = [fmt_combined((r.get(f"leak_{t}") or {}).get("auc_minus_control"), sign=True)
                     for t in TARGETS]
-            lines.append(f"| {_value(r['config'], key)} | {r['seeds']} | {fmt(*r['central'])} | "
-                         f"{fmt(*r['proxy'])} | " + " | ".join(gains) + " | "
-                         + " / ".join(leak) + " |")
+            central, proxy = (fmt(r[m][0], r["utility"][m]["ci"]) for m in ("central", "proxy"))
+            lines.append(f"| {_value(r['config'], key)} | {r['seeds']} | {central} | {proxy} | "
+                         + " | ".join(gains) + " | " + " / ".join(leak) + " |")
         lines.append("")
     return lines

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from benchmarks.stats import fmt, fmt_combined
+from benchmarks.stats import fmt, fmt_combined, fmt_seeds
 
 TARGETS = ("central", "proxy", "update")
 
@@ -44,6 +44,21 @@ def _reasons(found: list[dict[str, Any] | None]) -> list[str]:
     return [f"- –: {why}" for why in reasons]
 
 
+def _utility(r: dict[str, Any], model: str) -> str:
+    """A model's utility: mean over seeds [bootstrap interval]."""
+    value = r["base"] if model == "base" else r[model][0]
+    return fmt(value, r["utility"][model]["ci"])
+
+
+def _utility_notes(rs: list[dict[str, Any]]) -> list[str]:
+    """Why a utility has no interval; that one seed covers record noise only."""
+    why = sorted({r["utility"]["central"]["why"] for r in rs if r["utility"]["central"]["why"]})
+    ones = [r for r in rs if r["seeds"] == 1 and r["utility"]["central"]["ci"] is not None]
+    return ([f"- utility: {w}" for w in why]
+            + (["- utility of one-seed rows: the interval covers test-record noise only"]
+               if ones else []))
+
+
 def _leak(r: dict[str, Any], target: str, metric: str) -> dict[str, Any] | None:
     return (r[f"leak_{target}"] or {}).get(metric)
 
@@ -59,13 +74,14 @@ def markdown_tables(rows: list[dict[str, Any]]) -> list[str]:
                          for t in TARGETS)
         lines += [f"### {data} on {model}: scope `{scope}`, partition `{partition}`", "",
                   f"{_budget(rs, names)}; utility = {r0['metric']} (base model: "
-                  f"{r0['base']:.4g}); seeds per row: {sorted({r['seeds'] for r in rs})}; "
+                  f"{_utility(r0, 'base')}); seeds per row: {sorted({r['seeds'] for r in rs})}; "
                   f"recovery: `{'/'.join(recovery) or '–'}`; membership central / proxy / "
                   f"update: `{mia}`", "",
                   "| variant | central | proxy | recovered | recovered gain | gain over control "
                   "| param rel err | AUC (control) central / proxy / update | AUC − control "
-                  "central / proxy / update | bytes down / up per round | grad. fidelity |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "central / proxy / update | bytes down / up per round | grad. fidelity "
+                  "| converged | round |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         shown: list[dict[str, Any] | None] = []
         for r, variant in zip(rs, names, strict=True):
             gain = r["gain"] or {}
@@ -78,14 +94,14 @@ def markdown_tables(rows: list[dict[str, Any]]) -> list[str]:
             shown += [gain.get("recovered_gain"), gain.get("gain_over_control"),
                       *[_leak(r, t, "auc_minus_control") for t in TARGETS]]
             lines.append(
-                f"| {variant} | {fmt(*r['central'])} | {fmt(*r['proxy'])} | "
-                f"{fmt(*r['recovered'])} | "
+                f"| {variant} | {_utility(r, 'central')} | {_utility(r, 'proxy')} | "
+                f"{fmt_seeds(r['spread']['recovered'])} | "
                 f"{fmt_combined(gain['recovered_gain'], seeds=True) if gain else '–'} | "
                 f"{fmt_combined(gain['gain_over_control']) if gain else '–'} | "
                 f"{fmt_combined(gain['param_rel_error'], 3, ci=False) if gain else '–'} | "
                 f"{auc} | {diff} | {r['bytes_down'][0]:,.0f} / {r['bytes_up'][0]:,.0f} | "
-                f"{fmt(*r['fidelity'])} |")
-        lines += [""] + _reasons(shown) + [""]
+                f"{fmt_seeds(r['spread']['fidelity'])} | {r['converged']} | {r['round']} |")
+        lines += [""] + _utility_notes(rs) + _reasons(shown) + [""]
     return lines
 
 
@@ -121,7 +137,7 @@ def detail_tables(rows: list[dict[str, Any]]) -> list[str]:
                 shown += [g[c] for c in cols]
                 cells = [fmt_combined(g[c], 3 if c.startswith("param") else 2,
                                       seeds=c.endswith("gain")) for c in cols]
-                lines.append(f"| {variant} | {attack} | {fmt(*g['recovered'])} | "
+                lines.append(f"| {variant} | {attack} | {fmt_seeds(g['recovered'])} | "
                              f"{' | '.join(cells)} |")
         lines += [""] + _reasons(shown) + [""]
     return lines
