@@ -13,7 +13,8 @@ Suite format (TOML)::
     quant = [{name = "nf", bits = 2}, {name = "none", bits = 32}]   # a table sets several keys
     setting = [{label = "fedlpp"}, {label = "central", "fed.num_clients" = 1}]
     [attacks]
-    names = ["as-is", "loss"]   # run on every cell ("all" = every registered attack)
+    names = ["as-is", "loss"]   # run on every cell ("all" = every registered attack); a
+                                # [[grid]] may change keys for its cells: attacks = [{names = [...]}]
     set = ["max_records=64"]    # attack options, as `fedlpp attack --set`
     targets = ["central", "proxy", "update"]   # membership targets
     primary = {central = "loss", proxy = "loss", update = "loss"}   # headline attack per target
@@ -113,6 +114,25 @@ def _check_plan(plan: AttackPlan, where: str) -> None:
         raise FedlppError(f"Invalid [attacks] primary_recovery {plan.primary_recovery!r} in "
                           f"{where} (allowed: a recovery attack of the suite's names: "
                           f"{', '.join(n for n in names if kinds[n] == 'recovery')})")
+
+
+def _grid_plan(plan: AttackPlan, value: Any, where: str) -> AttackPlan:
+    """A ``[[grid]]``'s ``attacks = [{names = [...], ...}]``: the suite's attack plan with the
+    given keys replaced for that grid's cells (e.g. LiRA only where shadows are affordable)."""
+    if not isinstance(value, dict):
+        raise FedlppError(f"Invalid grid attacks {value!r} in {where} (expected a one-element "
+                          'list of tables of [attacks] keys, e.g. attacks = [{names = ["loss"]}])')
+    changes = {k: v for k, v in value.items() if k != "label"}
+    try:
+        cell_plan = dataclasses.replace(plan, **changes)
+    except TypeError as exc:
+        raise FedlppError(f"Invalid grid attacks in {where}: {exc}") from None
+    if cell_plan.names:
+        from attacks.runner import build_attacks
+
+        build_attacks(cell_plan.names, cell_plan.set)
+    _check_plan(cell_plan, where)
+    return cell_plan
 
 
 @dataclass
@@ -223,8 +243,11 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
               for c in itertools.product(*[[(k, v) for v in vs] for k, vs in grid.items()])]
     for combo in combos:
         values = json.loads(json.dumps(base))  # deep copy
-        labels = {}
+        labels, cell_plan = {}, plan
         for key, value in combo:
+            if key == "attacks":  # this grid's attack plan: the suite's, with these keys changed
+                cell_plan = _grid_plan(plan, value, path.name)
+                continue
             items, labels[key] = _choice_items(key, value)
             for p, v in items:
                 merge(values, p, v)
@@ -234,13 +257,14 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
             where = ", ".join(f"{k}={v}" for k, v in labels.items())
             raise FedlppError(f"{exc} (suite {path.name}, cell {where or 'base'})") from None
         _check_names(config, where=", ".join(f"{k}={v}" for k, v in labels.items()))
-        cells.append(Cell(id=cell_id(config, plan), config=config, attacks=plan, labels=labels))
+        cells.append(Cell(id=cell_id(config, cell_plan), config=config, attacks=cell_plan,
+                          labels=labels))
     if not cells:
         raise FedlppError(f"Suite {path.name} has an empty grid")
     ids = [c.id for c in cells]
     if len(set(ids)) != len(ids):
         raise FedlppError(f"Suite {path.name} has duplicate cells (two grid points resolve to "
                           "the same config)")
-    keys = list(dict.fromkeys(k for grid in grids for k in grid))
+    keys = list(dict.fromkeys(k for grid in grids for k in grid if k != "attacks"))
     return Suite(name=meta.get("name", path.stem), description=meta.get("description", ""),
                  path=path, cells=cells, grid_keys=keys)

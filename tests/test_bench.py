@@ -31,6 +31,24 @@ def test_matrix_expands_the_grid_with_stable_ids():
     assert not {c.id for c in other.cells} & {c.id for c in suite.cells}
 
 
+def test_a_grid_may_change_the_attack_plan_of_its_cells(tmp_path):
+    text = SUITE.read_text().replace("[grid]", "[[grid]]")
+    text += ('\n[[grid]]\nquant = [{ label = "nf-4", name = "nf", bits = 4 }]\nseed = [0]\n'
+             'attacks = [{ names = ["as-is", "loss", "reference", "zlib"] }]\n')
+    path = tmp_path / "two.toml"
+    path.write_text(text)
+    suite = load_suite(path)
+    plans = {c.labels["quant"]: c.attacks for c in suite.cells}
+    assert plans["nf-4"].names[-1] == "zlib" and "zlib" not in plans["nf-2"].names
+    assert plans["nf-4"].targets == plans["nf-2"].targets  # the other keys are the suite's
+    assert "attacks" not in suite.grid_keys and "attacks" not in suite.cells[-1].labels
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('{ names = ["as-is", "loss", "reference", "zlib"] }',
+                                '{ nams = ["loss"] }'))
+    with pytest.raises(FedlppError, match="Invalid grid attacks.*nams"):
+        load_suite(bad)
+
+
 @pytest.mark.parametrize(
     "edit, words",
     [
