@@ -1,6 +1,8 @@
 """Run attacks on a finished run and write one JSON per attack into ``RUN_DIR/attacks/``.
 
-A plugin that raises fails its own result (error recorded), never the whole command.
+A plugin that raises fails its own result (error recorded), never the whole command. An attack
+the run's training method does not support (its ``attackable`` pairs) is recorded with status
+``not_applicable`` and the reason, and not run.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from attacks.base import ATTACKS, Attack, AttackResult
 from attacks.context import AttackContext, Observation
 from attacks.metrics import membership_metrics
 from attacks.model_metrics import gain_metrics, param_rel_error
-from fedlpp.config import merge, parse_set
+from fedlpp.config import RunConfig, merge, parse_set
 from fedlpp.errors import FedlppError
 from fedlpp.io import atomic_write_json
 from fedlpp.meta import provenance
+from fedlpp.methods import build_method
 from fedlpp.registry import make_config
 
 
@@ -133,6 +136,35 @@ def score_recovery(res: AttackResult, ctx: AttackContext, *, resamples: int = 10
     }
 
 
+def not_applicable(attack: Attack, config: RunConfig) -> str | None:
+    """Why ``attack`` does not apply to a run of ``config``, or None.
+
+    A training method may declare ``attackable``: the (kind, target) pairs its trace supports,
+    a recovery attack's target being ``payloads``; a method that declares none supports all.
+    """
+    method = config.fed.method
+    allowed = getattr(build_method(method), "attackable", None)
+    target = getattr(attack.config, "target", None) if attack.kind == "membership" else "payloads"
+    if allowed is None or (attack.kind, target) in allowed:
+        return None
+    supported = ", ".join(f"{kind} on {what}" for kind, what in sorted(allowed))
+    return f"not applicable to fed.method={method} (it supports: {supported})"
+
+
+def load_context(run_dir: str | Path) -> AttackContext:
+    """A finished run loaded for attacks, its model installed as its training method evaluates
+    it (a method's optional ``install(run)``)."""
+    from fedlpp.federation.context import prepare_run
+    from fedlpp.federation.trace import TraceReader
+
+    config = TraceReader(run_dir).config
+    run = prepare_run(config)
+    install = getattr(build_method(config.fed.method), "install", None)
+    if install is not None:
+        install(run)
+    return AttackContext(run_dir, run=run)
+
+
 def run_attacks(run_dir: str | Path, *, names: list[str], sets: list[str] = (),
                 resamples: int = 1000, quiet: bool = False,
                 ctx: AttackContext | None = None) -> list[dict[str, Any]]:
@@ -141,7 +173,7 @@ def run_attacks(run_dir: str | Path, *, names: list[str], sets: list[str] = (),
     ``ctx`` reuses an already loaded run (model, data, signal cache).
     """
     chosen = build_attacks(list(names), list(sets))  # config errors before any loading
-    ctx = ctx or AttackContext(run_dir)
+    ctx = ctx or load_context(run_dir)
     out_dir = Path(run_dir) / "attacks"
     results = []
     for attack in tqdm(chosen, disable=quiet, desc="attacks", unit="attack"):
@@ -151,17 +183,21 @@ def run_attacks(run_dir: str | Path, *, names: list[str], sets: list[str] = (),
             "threat_model": attack.threat_model, "attackers": list(attack.attackers()),
             "config": dataclasses.asdict(attack.config),
         }
-        try:
-            obs = Observation(attack.threat_model, ctx, attack.attackers())
-            res = attack.run(obs)
-            if attack.kind == "membership":
-                metrics = score_membership(res, resamples=resamples, seed=0)
-            else:
-                metrics = score_recovery(res, ctx, resamples=resamples, seed=0)
-            record.update(status="ok", metrics=metrics, extra=res.extra)
-        except Exception as exc:  # noqa: BLE001 - a failing plugin fails only its own result
-            record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                          traceback=traceback.format_exc(limit=8))
+        reason = not_applicable(attack, ctx.trace.config)
+        if reason is not None:
+            record.update(status="not_applicable", error=reason)
+        else:
+            try:
+                obs = Observation(attack.threat_model, ctx, attack.attackers())
+                res = attack.run(obs)
+                if attack.kind == "membership":
+                    metrics = score_membership(res, resamples=resamples, seed=0)
+                else:
+                    metrics = score_recovery(res, ctx, resamples=resamples, seed=0)
+                record.update(status="ok", metrics=metrics, extra=res.extra)
+            except Exception as exc:  # noqa: BLE001 - a failing plugin fails only its own result
+                record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                              traceback=traceback.format_exc(limit=8))
         record["meta"] = {**provenance(), "seconds": time.perf_counter() - t0}
         atomic_write_json(out_dir / f"{result_name(attack)}.json", record)
         results.append(record)

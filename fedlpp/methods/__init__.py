@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 METHODS = Registry("training method", group="fedlpp.methods")
 
-_BUILTINS = ("fedlpp",)
+_BUILTINS = ("fedlpp", "fedsp")
 
 
 class Method(Plugin, ABC):
