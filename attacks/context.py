@@ -27,6 +27,18 @@ from fedlpp.store import ResultStore, tensors_key
 THREAT_MODELS = ("outsider", "client", "colluding", "server")
 
 
+def _prepare(config: Any) -> RunContext:
+    """The run prepared again from its config, its model installed as its training method
+    evaluates it (a method's optional ``install(run)``, e.g. FedSP's prompt-tuned models)."""
+    from fedlpp.methods import build_method
+
+    run = prepare_run(config)
+    install = getattr(build_method(config.fed.method), "install", None)
+    if install is not None:
+        install(run)
+    return run
+
+
 class AttackContext:
     """A finished run, loaded once for every attack on it."""
 
@@ -35,7 +47,7 @@ class AttackContext:
         """Load the run in ``run_dir``; ``run`` reuses the prepared run that produced it (and its
         store); ``store`` shares evaluations and signals with other runs (a suite's cells)."""
         self.trace = TraceReader(run_dir)
-        self.run: RunContext = run or prepare_run(self.trace.config)
+        self.run: RunContext = run or _prepare(self.trace.config)
         if store is not None:
             self.run.store = store
         if self.run.splits.fingerprint != self.trace.splits.fingerprint:

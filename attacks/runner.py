@@ -152,17 +152,8 @@ def not_applicable(attack: Attack, config: RunConfig) -> str | None:
 
 
 def load_context(run_dir: str | Path) -> AttackContext:
-    """A finished run loaded for attacks, its model installed as its training method evaluates
-    it (a method's optional ``install(run)``)."""
-    from fedlpp.federation.context import prepare_run
-    from fedlpp.federation.trace import TraceReader
-
-    config = TraceReader(run_dir).config
-    run = prepare_run(config)
-    install = getattr(build_method(config.fed.method), "install", None)
-    if install is not None:
-        install(run)
-    return AttackContext(run_dir, run=run)
+    """A finished run loaded for attacks (its training method's model installed)."""
+    return AttackContext(run_dir)
 
 
 def run_attacks(run_dir: str | Path, *, names: list[str], sets: list[str] = (),

@@ -23,11 +23,14 @@ def store_dir(out: Path) -> Path:
     return out / "cache"
 
 
-def _fidelity(ctx) -> float:
-    """Gradient fidelity of the reported round's broadcast vs its master, on test records."""
+def _fidelity(ctx) -> float | None:
+    """Gradient fidelity of the reported round's broadcast vs its master, on test records
+    (FedLPP's claim; None for a method whose clients hold another model, e.g. FedSP)."""
     from fedlpp.evaluate import gradient_fidelity
 
     trace = ctx.trace
+    if trace.config.fed.method != "fedlpp":
+        return None
     central = {**ctx.private_base, **trace.master(trace.num_rounds + 1)}
     proxy = ctx.dequantize(trace.payload(trace.num_rounds + 1))
     return gradient_fidelity(ctx.model, central=central, proxy=proxy, data=ctx.run.test_data,
