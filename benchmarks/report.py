@@ -113,8 +113,13 @@ def _recovery_summary(per_seed: list[dict[str, Any] | None]) -> dict[str, Any]:
                   "recovered": seed_values([s.get("recovered") for s in seeds])}
 
 
+# the range of each leakage metric (an interval over seeds never leaves it)
+LEAKAGE_BOUNDS = {"auc_minus_control": (-1.0, 1.0), "advantage": (-1.0, 1.0)}
+
+
 def _membership_summary(per_seed: list[dict[str, Any] | None]) -> dict[str, Any]:
-    return {m: combine([(s or {}).get(m) for s in per_seed]) for m in LEAKAGE}
+    return {m: combine([(s or {}).get(m) for s in per_seed], LEAKAGE_BOUNDS.get(m, (0.0, 1.0)))
+            for m in LEAKAGE}
 
 
 def summarize(groups: dict[tuple, list[dict]]) -> list[dict[str, Any]]:

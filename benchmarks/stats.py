@@ -43,8 +43,10 @@ def estimate(metric: Any) -> dict[str, Any]:
     return {"value": None, "ci": None, "se": None, "reason": "not measured"}
 
 
-def combine(per_seed: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """Mean over the seeds with a value; CI (list or None), ``k`` of ``n`` seeds, reasons."""
+def combine(per_seed: list[dict[str, Any] | None],
+            bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Mean over the seeds with a value; CI (list or None), ``k`` of ``n`` seeds, reasons.
+    ``bounds``: the metric's range (an AUC's [0, 1]); a normal interval is clipped to it."""
     seeds = [estimate(m) for m in per_seed]
     have = [s for s in seeds if s["value"] is not None]
     reasons = sorted({s["reason"] for s in seeds if s["value"] is None and s["reason"]})
@@ -57,7 +59,8 @@ def combine(per_seed: list[dict[str, Any] | None]) -> dict[str, Any]:
         out["value"] = mean
         if all(s["se"] is not None for s in have):
             half = Z95 * math.sqrt(sum(s["se"] ** 2 for s in have)) / len(have)
-            out["ci"] = [mean - half, mean + half]
+            lo, hi = bounds or (-math.inf, math.inf)
+            out["ci"] = [max(lo, mean - half), min(hi, mean + half)]
     return out
 
 

@@ -89,7 +89,7 @@ def test_headline_uses_the_primary_attack_not_the_best_one():
     assert "| 0.67 (2/3) |" in headline
     assert "- –: no significant central gain over base (...)" in headline
     detail = "\n".join(detail_tables([row]))
-    assert "| nf-2 | central | reference | 0.95 [0.89, 1.01] |" in detail
+    assert "| nf-2 | central | reference | 0.95 [0.89, 1.00] |" in detail
     assert "- –: needs >= 100 non-members, have 24" in detail
     assert _method_lines([row])[4].startswith("Bootstrap: 2000 resamples per estimate; utility ")
 

@@ -138,7 +138,7 @@ def test_learning_curves_show_start_fp32_reference_and_selected_round():
         line.get_label() for line in panels["fp32"].lines]
     assert (0.0, 80.0) in points(ax)  # the untrained model at round 0
     assert any(list(line.get_xdata()) == [3, 3] for line in ax.lines)  # the selected round
-    assert "converged 1/2" in ax.get_title() and "validation loss flat" in ax.get_title()
+    assert "converged 1/2" in ax.get_title() and "+1.0% of gain (> 10%)" in ax.get_title()
     assert ax.get_yscale() == "log"
 
 

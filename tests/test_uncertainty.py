@@ -159,3 +159,13 @@ def test_cells_without_records_render_without_an_interval():
     assert intervals["proxy"]["ci"] is None
     table = "\n".join(markdown_tables([row]))
     assert "- utility: no interval: 1 of 1 cells lack per-record test results" in table
+
+
+def test_an_interval_over_seeds_stays_inside_the_metrics_range():
+    from benchmarks.stats import combine
+
+    seeds = [{"value": 0.97, "ci": [0.93, 1.0], "se": 0.03, "reason": None},
+             {"value": 0.95, "ci": [0.90, 1.0], "se": 0.03, "reason": None}]
+    assert combine(seeds)["ci"][1] > 1.0  # a normal interval alone would leave [0, 1]
+    lo, hi = combine(seeds, (0.0, 1.0))["ci"]
+    assert hi == 1.0 and lo == pytest.approx(0.96 - 1.959964 * (0.0018 ** 0.5) / 2, abs=1e-4)

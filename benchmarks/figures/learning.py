@@ -75,7 +75,10 @@ def _status(runs: list[dict[str, Any]]) -> tuple[str, bool]:
     failed = [v for v in verdicts if v.get("converged") is False]
     unjudged = [v for v in verdicts if v.get("converged") is None]
     if failed:
-        text += f"; not: {failed[0].get('reason') or '?'}"[:70]
+        share = failed[0].get("improvement_share")
+        limit = failed[0].get("share")
+        text += (f"; not: last rounds +{share:.1%} of gain (> {limit:.0%})"
+                 if share is not None and limit is not None else "; not converged")
     elif unjudged:
         text += f"; not judged: {unjudged[0].get('reason') or 'no verdict'}"[:70]
     return (f"selected {chosen}\n" if chosen else "") + text, bool(failed)
