@@ -4,8 +4,10 @@ A method is one file: a :class:`Method` subclass registered with ``@METHODS.regi
 and chosen by ``fed.method``. It builds the two parts every driver (the in-process simulator,
 a Flower app) runs: a server object with ``broadcast(rnd)`` / ``aggregate(rnd, uploads)`` /
 ``master``, and a client object with ``round(client=, rnd=, payload=, on_step=) -> Upload``.
-Built-in: ``fedlpp``. Third-party methods register through the entry-point group
-``fedlpp.methods``.
+Built-in: ``fedlpp`` and ``fedsp`` (the paper's baseline). Third-party methods register through
+the entry-point group ``fedlpp.methods``. Optional hooks: ``install(run)`` (set up the run's
+model as the method evaluates it, also when attacks reload a run) and ``attackable`` (the
+(attack kind, target) pairs its trace supports; others are recorded as not applicable).
 """
 
 from __future__ import annotations
