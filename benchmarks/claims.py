@@ -168,6 +168,11 @@ def _claim_d(low: list[dict]) -> str:
         else:
             got = f(r["recovered"][0]) - f(r["proxy"][0])
             share = got / (f(r["central"][0]) - f(r["proxy"][0]))
+            if share < 0:  # a share of a small gap would read as e.g. -3562 %
+                closed.append(f"{r['bits']} none by {r['recovery_attack']}: the recovered model "
+                              f"is worse than the proxy it starts from ({r['recovered'][0]:.4g} "
+                              f"vs {r['proxy'][0]:.4g})")
+                continue
             closed.append(f"{r['bits']} {share:.0%} by {r['recovery_attack']} (the recovered "
                           "model's utility is a mean over seeds: no interval)")
     return f"- (d) {CLAIMS['d']}: " + ("; ".join(closed) or "no recovery attack ran")

@@ -95,3 +95,16 @@ def test_cells_without_per_record_results_leave_the_claims_not_judged():
     assert "**not judged**" in claim(lines, "a")
     assert "4 of 4 cells lack per-record test results" in claim(lines, "a")
     assert "**not judged**" in claim(lines, "b")
+
+
+def test_d_says_none_when_the_recovered_model_is_worse_than_the_proxy():
+    rows = setting([1.0] * 3, [1.4] * 3)
+    nf2 = next(r for r in rows if r["bits"] == "nf-2")
+    nf2["recovery_attack"] = "local-finetune"
+    nf2["recovered"] = (nf2["proxy"][0] * 1.5, None)
+    worse = claim(check_claims(rows), "d")
+    assert "none by local-finetune: the recovered model is worse than the proxy" in worse
+    assert "%" not in worse  # no share of the gap is computed from it
+    # halfway between proxy and central on the log scale: half the gap
+    nf2["recovered"] = ((nf2["proxy"][0] * nf2["central"][0]) ** 0.5, None)
+    assert "50% by local-finetune" in claim(check_claims(rows), "d")
