@@ -15,6 +15,18 @@ TINY = [
 ]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny-model tests (restored afterwards): tiny models
+    gain nothing from threads, and on a busy machine spinning threads slow them 10-20x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_sets():
     """--set overrides for a 2-client x 2-round run on a tiny model (seconds)."""

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from conftest import run_tiny
 
 from attacks.base import ATTACKS
@@ -24,14 +23,7 @@ OVERFIT = ["data.max_records=40", "fed.rounds=1", "fed.local_steps=100", "fed.lr
            "lora.r=32", "lora.alpha=64", "data.member_fraction=0.5"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine two spinning
-    threads per process slow these tests down 20x; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def attack(name, *sets):

@@ -44,14 +44,7 @@ if "test-fedsp-prompts-only" not in METHODS.names():
     METHODS.register("test-fedsp-prompts-only")(FedSPPromptsOnly)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine two spinning
-    threads per process slow these tests down 10x; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_base(layers=3):

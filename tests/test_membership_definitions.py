@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from conftest import run_tiny
 
 from attacks.context import AttackContext
@@ -22,14 +21,7 @@ from fedlpp.data.partition import Splits
 from fedlpp.errors import FedlppError
 from fedlpp.models.tiny_llama import byte_tokenizer
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def attack(name, *sets):
