@@ -134,9 +134,15 @@ def _claim_a(low: list[dict], fp: dict) -> str:
             verdicts.append("held" if lost["ci"] and lost["ci"][1] <= MARGIN else "not held")
             detail.append(f"{head}, loses {lost['value']:.1%} of fp32's gain "
                           f"({_ci_text(lost, '.1%')})")
-    verdict = ("not judged" if "not judged" in verdicts
-               else "held" if all(v == "held" for v in verdicts) else "not held")
+    verdict = _overall(verdicts)
     return f"- (a) {CLAIMS['a']}: **{verdict}** ({'; '.join(detail)})"
+
+
+def _overall(verdicts: list[str]) -> str:
+    """A claim over several rows: not judged if any row is, held only if every row holds."""
+    if "not judged" in verdicts:
+        return "not judged"
+    return "held" if all(v == "held" for v in verdicts) else "not held"
 
 
 def _claim_b(low: list[dict]) -> str:
@@ -150,8 +156,7 @@ def _claim_b(low: list[dict]) -> str:
                 if gap["value"] is not None else gap["note"])
         detail.append(f"{r['bits']} proxy {r['proxy'][0]:.4g} vs central {r['central'][0]:.4g} "
                       f"(keeps {kept:.0%} of the gain; {diff})")
-    verdict = ("not judged" if "not judged" in verdicts
-               else "held" if all(v == "held" for v in verdicts) else "not held")
+    verdict = _overall(verdicts)
     return f"- (b) {CLAIMS['b']}: **{verdict}** ({'; '.join(detail)})"
 
 
