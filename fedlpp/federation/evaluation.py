@@ -38,8 +38,9 @@ class Evaluation:
         self.initial = {n: t.detach().clone() for n, t in master.items() if n not in self.static}
         self.base = ctx.utility(master)
         self.val_loss: dict[int, float] = {}
+        self.evaluated: list[int] = []  # the trained rounds measured so far
         self.start = {"central": ctx.utility(master, on="curve"), **self._validation(0, master)}
-        self.kept: dict[int, Selected] = {}
+        self.best: Selected | None = None  # the best round so far: the one reported
 
     def _validation(self, rnd: int, master: dict[str, torch.Tensor]) -> dict[str, Any]:
         if self.ctx.val_data is None:
@@ -56,29 +57,29 @@ class Evaluation:
         record.central = self.ctx.utility(master, on="curve")
         record.proxy = self.ctx.utility(upcoming.proxy, on="curve")
         record.validation = self._validation(rnd, master).get("validation")
-        self.last = rnd
+        self.evaluated.append(rnd)
         best = self._selection()["round"]
         if best == rnd:
             trainable = {n: t.detach().clone() for n, t in master.items() if n not in self.static}
-            self.kept = {rnd: Selected(rnd, trainable, upcoming)}
+            self.best = Selected(rnd, trainable, upcoming)
 
     def _selection(self) -> dict[str, Any]:
-        by = self.ctx.cfg.eval.select if self.val_loss else "last"
-        losses = self.val_loss if by == "validation" else {self.last: 0.0}
-        return select_round({r: v for r, v in losses.items() if r >= 1}, by=by)
+        if self.ctx.cfg.eval.select == "validation" and self.val_loss:
+            return select_round(self.val_loss, by="validation")
+        return select_round(dict.fromkeys(self.evaluated, 0.0), by="last")
 
     def outcome(self) -> dict[str, Any]:
         """``final`` (test utility of the reported round and of the untrained model),
         ``final_records`` (their per-record results), ``start``, ``selection``,
         ``convergence`` and the ``selected`` state."""
-        selection = self._selection()
-        selected = self.kept[selection["round"]]
+        selection, selected = self._selection(), self.best
+        assert selected is not None and selected.round == selection["round"]
         central = {**self.static, **selected.master}
         proxy = selected.broadcast.proxy
         ev = self.ctx.cfg.eval
-        conv = convergence(self.val_loss, last_rounds=ev.converge_rounds, share=ev.converge_share)
-        if not self.val_loss:
-            conv = {"converged": None, "reason": "no validation split (data.val_fraction = 0)"}
+        conv = (convergence(self.val_loss, last_rounds=ev.converge_rounds, share=ev.converge_share)
+                if self.val_loss else
+                {"converged": None, "reason": "no validation split (data.val_fraction = 0)"})
         return {"final": {"central": self.ctx.utility(central), "proxy": self.ctx.utility(proxy),
                           "base": self.base},
                 "final_records": self._records(central=central, proxy=proxy),
