@@ -210,7 +210,8 @@ def check_plugins(cfg: RunConfig) -> None:
     from fedlpp.methods import build_method
 
     build_method(cfg.fed.method)
-    build_aggregator(cfg.aggregator)
+    build_aggregator(cfg.aggregator).check_run(
+        clients_per_round=cfg.fed.clients_per_round or cfg.fed.num_clients)
     build_defenses(cfg.defenses)
     build_adversaries(cfg.adversaries, num_clients=cfg.fed.num_clients)
 

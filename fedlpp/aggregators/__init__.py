@@ -2,10 +2,14 @@
 
 A rule is one file: an :class:`Aggregator` subclass with a ``Config`` dataclass, registered with
 ``@AGGREGATORS.register("name")`` and chosen by the config table ``aggregator = {name = ...}``.
-The server builds a fresh one each round, adds every accepted update as it arrives
-(:meth:`Aggregator.add`) and asks for the :meth:`Aggregator.result`. A rule that can stream (the
-weighted mean) holds one accumulator; one that cannot (a median) keeps what it needs. Third-party
-rules register through the entry-point group ``fedlpp.aggregators``.
+The server builds a fresh one each round, tells it the broadcast the clients started from
+(:meth:`Aggregator.begin`), adds every accepted update as it arrives (:meth:`Aggregator.add`) and
+asks for the :meth:`Aggregator.result`. A rule that can stream (the weighted mean, norm-bound)
+holds one accumulator; one that cannot (median, trimmed mean, Krum) keeps every update
+(:class:`Buffered`). :meth:`Aggregator.check_run` refuses, at config load, a run the rule cannot
+serve; :meth:`Aggregator.report` says what the rule did in its round. Built-in: ``mean``,
+``median``, ``trimmed-mean``, ``norm-bound``, ``krum``; third-party rules register through the
+entry-point group ``fedlpp.aggregators``.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from typing import Any
 
 import torch
 
+from fedlpp.errors import FedlppError
 from fedlpp.registry import Plugin, Registry
 
 AGGREGATORS = Registry("aggregation rule", group="fedlpp.aggregators")
 
-_BUILTINS = ("mean",)
+_BUILTINS = ("mean", "median", "trimmed_mean", "norm_bound", "krum")
 
 
 class Aggregator(Plugin, ABC):
@@ -30,6 +35,11 @@ class Aggregator(Plugin, ABC):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.count = 0  # updates added
+        self.broadcast: dict[str, torch.Tensor] | None = None
+
+    def begin(self, *, broadcast: Mapping[str, torch.Tensor]) -> None:
+        """Take the tensors the round's clients started from (the dequantized broadcast)."""
+        self.broadcast = dict(broadcast)
 
     @abstractmethod
     def add(self, tensors: Mapping[str, torch.Tensor], *, weight: float, client: int) -> None:
@@ -39,6 +49,50 @@ class Aggregator(Plugin, ABC):
     def result(self) -> dict[str, torch.Tensor]:
         """The aggregate of everything added (at least one update)."""
 
+    def check_run(self, *, clients_per_round: int) -> None:
+        """Raise a FedlppError if a run with this many clients per round cannot use the rule."""
+
+    def report(self) -> dict[str, Any]:
+        """What the rule did in its round (e.g. how many updates it clipped)."""
+        return {}
+
+
+class Buffered(Aggregator):
+    """Base of the rules that need every update at once.
+
+    :meth:`add` keeps each update in ``updates`` (as float32; a float32 tensor is kept, not
+    copied) and its client id in ``clients``; subclasses compute :meth:`result` from them.
+    """
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.updates: list[dict[str, torch.Tensor]] = []
+        self.clients: list[int] = []
+
+    def add(self, tensors: Mapping[str, torch.Tensor], *, weight: float, client: int = -1) -> None:
+        check_weight(weight)
+        self.updates.append({n: t.detach().float() for n, t in tensors.items()})
+        self.clients.append(client)
+        self.count += 1
+
+    def require_updates(self) -> None:
+        """Raise a ValueError when nothing was added."""
+        if not self.updates:
+            raise ValueError(f"the {self.name} of no updates is undefined")
+
+
+def check_weight(weight: float) -> None:
+    """Raise a ValueError unless an update's weight is > 0."""
+    if not weight > 0:
+        raise ValueError(f"update weight must be > 0, got {weight}")
+
+
+def check_option(ok: bool, *, rule: str, option: str, value: Any, allowed: str) -> None:
+    """A one-line FedlppError for a bad option of aggregation rule ``rule``."""
+    if not ok:
+        raise FedlppError(f"Invalid aggregator.{option}: {value!r} for aggregation rule "
+                          f"'{rule}' (allowed: {allowed})")
+
 
 def build_aggregator(table: Any) -> Aggregator:
     """A fresh aggregator from the config table ``aggregator = {name = ..., options}``."""
@@ -47,4 +101,5 @@ def build_aggregator(table: Any) -> Aggregator:
     return AGGREGATORS.build_table(table, where="aggregator")
 
 
-__all__ = ["AGGREGATORS", "Aggregator", "build_aggregator"]
+__all__ = ["AGGREGATORS", "Aggregator", "Buffered", "build_aggregator", "check_option",
+           "check_weight"]

@@ -6,13 +6,16 @@ from collections.abc import Mapping
 
 import torch
 
-from fedlpp.aggregators import AGGREGATORS, Aggregator
+from fedlpp.aggregators import AGGREGATORS, Aggregator, check_weight
 
 
 @AGGREGATORS.register("mean")
 class WeightedMean(Aggregator):
-    """Weighted mean of tensor dicts; each update is added to one float32 accumulator and
-    dropped, so a round with many clients never holds every update."""
+    """Example-weighted mean of the updates (FedAvg), streamed.
+
+    Each update is added to one float32 accumulator and dropped, so a round with many clients
+    never holds every update.
+    """
 
     def __init__(self, config: object = None) -> None:
         super().__init__(config)
@@ -20,8 +23,7 @@ class WeightedMean(Aggregator):
         self.weight = 0.0
 
     def add(self, tensors: Mapping[str, torch.Tensor], *, weight: float, client: int = -1) -> None:
-        if weight <= 0:
-            raise ValueError(f"update weight must be > 0, got {weight}")
+        check_weight(weight)
         if self.sum is None:
             self.sum = {n: torch.zeros_like(t, dtype=torch.float32) for n, t in tensors.items()}
         for name, acc in self.sum.items():
