@@ -26,11 +26,12 @@ def _registries() -> dict:
     from fedlpp.aggregators import AGGREGATORS, build_aggregator
     from fedlpp.data import DATASETS
     from fedlpp.defenses import DEFENSES
+    from fedlpp.defenses import load_builtins as load_defenses
     from fedlpp.methods import METHODS, build_method
     from fedlpp.models import MODELS
     from fedlpp.quant import QUANTIZERS
 
-    load_builtins()
+    load_builtins(), load_defenses()
     build_aggregator({"name": "mean"}), build_method("fedlpp")  # import the built-ins
     return {"quantizers": QUANTIZERS, "datasets": DATASETS, "models": MODELS,
             "methods": METHODS, "aggregators": AGGREGATORS, "defenses": DEFENSES,

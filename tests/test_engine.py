@@ -20,7 +20,7 @@ class CountingTrainer(Defense):
 
     calls = 0
 
-    def around_training(self, train):
+    def around_training(self, train, *, client, rnd):
         def wrapped(**kw):
             CountingTrainer.calls += 1
             return train(**kw)
@@ -33,7 +33,7 @@ class CountingTrainer(Defense):
 class BrokenTrainer(Defense):
     """A trainer that always raises."""
 
-    def around_training(self, train):
+    def around_training(self, train, *, client, rnd):
         def broken(**kw):
             raise RuntimeError("the accelerator melted")
         return broken

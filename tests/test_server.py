@@ -159,7 +159,7 @@ class Recorder(Defense):
 
     calls: list = []
 
-    def before_broadcast(self, rnd, tensors):
+    def before_broadcast(self, rnd, tensors, *, static):
         self.calls.append(("before_broadcast", rnd))
         return {n: t + 1.0 for n, t in tensors.items()}
 
@@ -169,8 +169,8 @@ class Recorder(Defense):
             raise Rejected("client 2 is not trusted")
         return tensors
 
-    def after_aggregate(self, rnd, mean, *, broadcast, count):
-        self.calls.append(("after_aggregate", rnd, count))
+    def after_aggregate(self, rnd, mean, *, broadcast, weights):
+        self.calls.append(("after_aggregate", rnd, dict(weights)))
         return {n: broadcast[n] + 0.5 * (m - broadcast[n]) for n, m in mean.items()}
 
     def report(self):
@@ -206,7 +206,7 @@ def test_defense_hooks_run_at_their_points_of_the_round():
     assert [v.accepted for v in verdicts] == [True, True, False]
     assert verdicts[2].reason == "rejected by a defense: client 2 is not trusted"
     assert Recorder.calls == [("before_broadcast", 1), ("on_update", 1, 0), ("on_update", 1, 1),
-                              ("on_update", 1, 2), ("after_aggregate", 1, 2)]
+                              ("on_update", 1, 2), ("after_aggregate", 1, {0: 10, 1: 11})]
     mean = {n: (ups[0].tensors[n] * 10 + ups[1].tensors[n] * 11) / 21 for n in before}
     for n in before:  # after_aggregate halved the step
         assert torch.allclose(server.master[n], before[n] + 0.5 * (mean[n] - sent[n]), atol=1e-6)

@@ -7,25 +7,33 @@ packages add defenses through the entry-point group ``fedlpp.defenses``.
 
 The hooks, in the order a round meets them:
 
-* ``before_broadcast(rnd, tensors)``: the server's tensors about to be quantized for round
-  ``rnd`` (e.g. dithering); returns what to quantize. The master itself is not changed.
-* ``around_training(train)``: wraps a client's local trainer (e.g. DP-SGD); returns a trainer
-  with the same signature as :func:`fedlpp.federation.client.local_train`.
+* ``bind(seed=, fed=)``: once, before the first round: the run seed (a defense's random draws
+  derive from it) and the federation's settings (clients, rounds, batch size: what an
+  accountant needs).
+* ``before_broadcast(rnd, tensors, static=)``: the server's tensors about to be quantized for
+  round ``rnd`` (e.g. dithering; ``static`` names the ones training never changes); returns what
+  to quantize. The master itself is not changed.
+* ``around_training(train, client=, rnd=)``: wraps client ``client``'s local trainer in round
+  ``rnd`` (e.g. DP-SGD); returns a trainer with the same signature as
+  :func:`fedlpp.federation.client.local_train`.
 * ``on_update(rnd, client, tensors, broadcast=...)``: each received update after validation
   (e.g. clipping); returns the tensors to aggregate, or raises :class:`Rejected`.
-* ``after_aggregate(rnd, mean, broadcast=..., count=...)``: the aggregate before it updates the
-  master (e.g. noise); returns the aggregate to apply.
+* ``after_aggregate(rnd, mean, broadcast=..., weights=...)``: the aggregate before it updates
+  the master (e.g. noise), with the aggregation weight of each client in it; returns the
+  aggregate to apply.
 
 ``report()`` is written into ``result.json`` (epsilon spent, share clipped, noise scale, ...).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from fedlpp.config import FedConfig
 from fedlpp.registry import NoOptions, Plugin, Registry
 
 DEFENSES = Registry("defense", group="fedlpp.defenses")
@@ -41,17 +49,24 @@ class Rejected(Exception):
 class Defense(Plugin):
     """Base class of defenses: every hook defaults to doing nothing."""
 
-    def before_broadcast(self, rnd: int, tensors: Tensors) -> Tensors:
+    seed: int = 0
+    fed: FedConfig | None = None
+
+    def bind(self, *, seed: int, fed: FedConfig) -> None:
+        """The run this defense serves (called once, before the first round)."""
+        self.seed, self.fed = seed, fed
+
+    def before_broadcast(self, rnd: int, tensors: Tensors, *, static: frozenset[str]) -> Tensors:
         return tensors
 
-    def around_training(self, train: Trainer) -> Trainer:
+    def around_training(self, train: Trainer, *, client: int, rnd: int) -> Trainer:
         return train
 
     def on_update(self, rnd: int, client: int, tensors: Tensors, *, broadcast: Tensors) -> Tensors:
         return tensors
 
     def after_aggregate(self, rnd: int, mean: Tensors, *, broadcast: Tensors,
-                        count: int) -> Tensors:
+                        weights: Mapping[int, float]) -> Tensors:
         return mean
 
     def report(self) -> dict[str, Any]:
@@ -59,9 +74,18 @@ class Defense(Plugin):
         return {}
 
 
+_BUILTINS = ("dp_sgd", "dp_fedavg", "noise_before_quantize")
+
+
+def load_builtins() -> None:
+    for module in _BUILTINS:  # importing a defense's module runs its @DEFENSES.register
+        importlib.import_module(f"fedlpp.defenses.{module}")
+
+
 def build_defenses(tables: list[Any]) -> list[Defense]:
     """The configured defenses, in order (``defenses[i]`` names the bad table in errors)."""
+    load_builtins()
     return [DEFENSES.build_table(t, where=f"defenses[{i}]") for i, t in enumerate(tables)]
 
 
-__all__ = ["DEFENSES", "Defense", "NoOptions", "Rejected", "Trainer", "build_defenses"]
+__all__ = ["DEFENSES", "Defense", "NoOptions", "Rejected", "Trainer", "build_defenses", "load_builtins"]

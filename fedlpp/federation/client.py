@@ -145,7 +145,7 @@ def client_round(*, client: int, rnd: int, payload: bytes, local: LocalModel,
         received = local.receive(payload)
         train: Trainer = local_train
         for d in defenses:
-            train = d.around_training(train)
+            train = d.around_training(train, client=client, rnd=rnd)
         n = int(data["input_ids"].shape[0])
         losses = train(model=local.model, data=data, steps=num_local_steps(fed, num_examples=n),
                        batch_size=fed.batch_size, lr=fed.lr, weight_decay=fed.weight_decay,

@@ -80,7 +80,7 @@ class FedLPPServer:
         if rnd not in self._sent:
             tensors: Mapping[str, torch.Tensor] = self.master
             for d in self.defenses:
-                tensors = d.before_broadcast(rnd, tensors)
+                tensors = d.before_broadcast(rnd, tensors, static=self.static)
             self._sent = {r: b for r, b in self._sent.items() if r >= rnd - 1}
             self._sent[rnd] = make_broadcast(tensors, quantizer=self.quantizer, rnd=rnd,
                                              seed=derive_seed(self.seed, rnd),
@@ -103,6 +103,7 @@ class FedLPPServer:
         sent = self.broadcast(rnd)
         received = {n: sent.proxy[n] for n in self.reference}
         rule = build_aggregator(self.aggregator)
+        rule.begin(broadcast=received)
         verdicts: list[Verdict] = []
         reach: dict[int, float] = {}
         seen: set[int] = set()
@@ -135,7 +136,8 @@ class FedLPPServer:
                reach: dict[int, float]) -> dict[str, Any] | None:
         """Straight-through update of the master, unless it would make the master non-finite."""
         for d in self.defenses:
-            mean = dict(d.after_aggregate(rnd, mean, broadcast=received, count=len(reach)))
+            mean = dict(d.after_aggregate(rnd, mean, broadcast=received,
+                                          weights={c: self.enrolled[c] for c in reach}))
         new = apply_update(self.master, mean=mean, broadcast=received,
                            server_lr=self.fed.server_lr, rule=self.fed.aggregation)
         bad = non_finite(new)

@@ -116,6 +116,8 @@ def build_parts(ctx: RunContext) -> tuple[Any, Any, list[Defense]]:
     """The configured method's server and client objects, and the defenses they share."""
     cfg = ctx.cfg
     defenses = build_defenses(cfg.defenses)
+    for d in defenses:
+        d.bind(seed=cfg.seed, fed=cfg.fed)
     adversaries = build_adversaries(cfg.adversaries, num_clients=cfg.fed.num_clients)
     method = build_method(cfg.fed.method)
     return (method.server(ctx, defenses=defenses),

@@ -186,7 +186,7 @@ class FedSPClient:
         self.local.receive(payload)
         train: Trainer = local_train
         for d in self.defenses:
-            train = d.around_training(train)
+            train = d.around_training(train, client=client, rnd=rnd)
         self._trainable(self.weights)
         try:
             train(model=self.model, data=data, steps=steps, batch_size=fed.batch_size, lr=fed.lr,
