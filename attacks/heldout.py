@@ -21,8 +21,9 @@ def clopper_pearson(*, successes: int, trials: int, level: float = LEVEL) -> dic
     """Exact binomial interval of ``successes / trials``.
 
     Returns:
-        ``{"ci": [lo, hi], "lower": lb}``: the two-sided interval of coverage ``level`` and the
-        one-sided lower bound of coverage ``level`` (what a claim "TPR is at least ..." needs).
+        ``{"ci": [lo, hi], "lower": lb, "upper": ub}``: the two-sided interval of coverage
+        ``level`` and the one-sided lower and upper bounds of coverage ``level`` each (what a
+        claim "TPR is at least ..." or "FPR is at most ..." needs).
     """
     if not 0 <= successes <= trials or trials < 1:
         raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {successes} of {trials}")
@@ -30,7 +31,8 @@ def clopper_pearson(*, successes: int, trials: int, level: float = LEVEL) -> dic
     lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
     hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
     lower = 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
-    return {"ci": [lo, hi], "lower": lower}
+    upper = 1.0 if k == n else float(beta.ppf(level, k + 1, n - k))
+    return {"ci": [lo, hi], "lower": lower, "upper": upper}
 
 
 def _split(n: int, first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +77,8 @@ def tpr_at_fpr_heldout(*, scores: ArrayLike, labels: ArrayLike, fpr: float, seed
     threshold = float(np.sort(non[calibrate])[::-1][rank - 1])
     hits, false_hits = int((members > threshold).sum()), int((non[held] > threshold).sum())
     tpr = clopper_pearson(successes=hits, trials=len(members))
-    return {"value": hits / len(members), **tpr, "se": None, "reason": None, "fpr": fpr,
+    return {"value": hits / len(members), "ci": tpr["ci"], "lower": tpr["lower"], "se": None,
+            "reason": None, "fpr": fpr,
             "heldout_fpr": {"value": false_hits / len(held),
                             "ci": clopper_pearson(successes=false_hits, trials=len(held))["ci"]},
             "num_calibration": len(calibrate), "num_heldout": len(held)}

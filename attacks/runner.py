@@ -12,17 +12,19 @@ import importlib
 import pkgutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from attacks.audit import DEFAULT_DELTA
 from attacks.base import ATTACKS, Attack, AttackResult
 from attacks.context import AttackContext, Observation
 from attacks.metrics import membership_metrics
 from attacks.model_metrics import gain_metrics, param_rel_error
 from fedlpp.config import RunConfig, merge, parse_set
+from fedlpp.defenses import build_defenses
 from fedlpp.errors import FedlppError
 from fedlpp.io import atomic_write_json
 from fedlpp.meta import provenance
@@ -71,14 +73,30 @@ def result_name(attack: Attack) -> str:
     return f"{attack.registered_name}@{target}" if target else attack.registered_name
 
 
-def score_membership(res: AttackResult, *, resamples: int, seed: int) -> dict[str, Any]:
+def audit_delta(*, defenses: Sequence[Mapping[str, Any]]) -> tuple[float, str]:
+    """The delta to audit epsilon at, and where it comes from: that of the first of the run's
+    defense tables whose defense has a ``delta`` option (a DP accountant's, its default when
+    the table leaves it out), else :data:`attacks.audit.DEFAULT_DELTA`."""
+    for i, defense in enumerate(build_defenses(list(defenses))):
+        delta = getattr(defense.config, "delta", None)
+        if delta is not None:
+            return float(delta), f"defenses[{i}] ({defense.name})"
+    return DEFAULT_DELTA, "default (no defense has a delta)"
+
+
+def score_membership(res: AttackResult, *, resamples: int, seed: int,
+                     defenses: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The attack's data-leakage metrics beside the same metrics on its control (the untrained
-    model's scores on the same records) and the paired difference ``auc - control_auc``."""
+    model's scores on the same records) and the paired difference ``auc - control_auc``;
+    ``epsilon_lb`` at the delta of the run's ``defenses`` (:func:`audit_delta`)."""
     reason = ("the attack gave no control scores (the untrained model's scores on the same "
               "records)") if res.control_scores is None else ""
-    return membership_metrics(scores=res.scores, labels=res.labels,
-                              control_scores=res.control_scores, control_reason=reason,
-                              resamples=resamples, seed=seed)
+    delta, source = audit_delta(defenses=defenses)
+    out = membership_metrics(scores=res.scores, labels=res.labels,
+                             control_scores=res.control_scores, control_reason=reason,
+                             resamples=resamples, seed=seed, delta=delta)
+    out["epsilon_lb"]["delta_source"] = source
+    return out
 
 
 def _once_per_run(ctx: AttackContext, role: str, make: Callable[[], Any]) -> Any:
@@ -182,7 +200,8 @@ def run_attacks(run_dir: str | Path, *, names: list[str], sets: list[str] = (),
                 obs = Observation(attack.threat_model, ctx, attack.attackers())
                 res = attack.run(obs)
                 if attack.kind == "membership":
-                    metrics = score_membership(res, resamples=resamples, seed=0)
+                    metrics = score_membership(res, resamples=resamples, seed=0,
+                                               defenses=ctx.trace.config.defenses)
                 else:
                     metrics = score_recovery(res, ctx, resamples=resamples, seed=0)
                 record.update(status="ok", metrics=metrics, extra=res.extra)

@@ -129,7 +129,9 @@ def test_membership_metrics_vocabulary_and_json():
     assert out["auc"]["value"] == pytest.approx(roc_auc_score(y, s))
     assert out["tpr@1%fpr"]["value"] is not None  # 300 non-members resolve 1 %
     assert out["tpr@0.1%fpr"]["reason"] == "needs >= 1000 non-members, have 300"
-    assert set(out["control"]) == {"tpr@1%fpr", "tpr@0.1%fpr", "advantage"}
+    assert set(out["control"]) == {"tpr@1%fpr", "tpr@0.1%fpr", "advantage", "epsilon_lb"}
+    assert out["epsilon_lb"]["value"] > 0 and out["epsilon_lb"]["delta"] == 1e-5
+    assert out["control"]["epsilon_lb"]["value"] is not None
     assert (out["num_members"], out["num_nonmembers"], out["resamples"]) == (300, 300, 200)
     assert out["min_fpr"] == 1 / 300
     json.dumps(out, allow_nan=False)
@@ -230,6 +232,7 @@ def test_clopper_pearson_known_answers():
     full = clopper_pearson(successes=10, trials=10)
     assert full["ci"] == [pytest.approx(0.025 ** (1 / 10)), 1.0]
     assert full["lower"] == pytest.approx(0.05 ** (1 / 10))  # one-sided bound: alpha, not alpha/2
+    assert (zero["upper"], full["upper"]) == (pytest.approx(1 - 0.05 ** (1 / 10)), 1.0)
     half = clopper_pearson(successes=5, trials=10)
     assert half["ci"] == [pytest.approx(0.187086, abs=1e-6), pytest.approx(0.812914, abs=1e-6)]
     with pytest.raises(ValueError, match="successes"):

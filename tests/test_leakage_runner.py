@@ -2,6 +2,7 @@
 per-record utility that adds up to the run's own utility."""
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -10,10 +11,11 @@ from conftest import run_tiny
 from attacks.base import AttackResult
 from attacks.context import AttackContext
 from attacks.runner import run_attacks, score_membership
+from fedlpp.defenses import DEFENSES, Defense
 
 MEMBERSHIP_KEYS = {"auc", "control_auc", "auc_minus_control", "tpr@1%fpr", "tpr@0.1%fpr",
-                   "advantage", "control", "num_members", "num_nonmembers", "min_fpr",
-                   "resamples", "roc"}
+                   "advantage", "epsilon_lb", "control", "num_members", "num_nonmembers",
+                   "min_fpr", "resamples", "roc"}
 RECOVERY_KEYS = {"utility", "control_utility", "gain_metric", "central_gain", "recovered_gain",
                  "control_gain", "gain_over_control", "param_rel_error", "param_rel_error_base",
                  "round", "num_records", "resamples", "central", "proxy", "base"}
@@ -49,6 +51,9 @@ def test_results_carry_controls_and_json_has_no_nan(runs):
     for name in ("auc", "control_auc", "auc_minus_control"):
         assert set(loss[name]) == {"value", "ci", "se", "reason"}, name
     assert loss["tpr@1%fpr"]["value"] is None and "non-members" in loss["tpr@1%fpr"]["reason"]
+    assert loss["epsilon_lb"]["value"] >= 0 and loss["epsilon_lb"]["delta"] == 1e-5
+    assert loss["epsilon_lb"]["delta_source"] == "default (no defense has a delta)"
+    assert loss["control"]["epsilon_lb"]["value"] >= 0
     assert as_is["param_rel_error_base"] == {
         "value": None, "reason": "no private base weights (scope 'adapter')"}
     assert as_is["control_gain"]["value"] is None and as_is["control_gain"]["reason"]
@@ -70,3 +75,40 @@ def test_score_membership_without_control_scores_says_why():
     assert out["control_auc"]["value"] is None
     assert "no control scores" in out["auc_minus_control"]["reason"]
     assert out["auc"]["value"] is not None and out["auc"]["se"] is not None
+
+
+@dataclass
+class _AccountedConfig:
+    delta: float = 1e-3
+
+
+class _Accounted(Defense):
+    """A defense with a DP accountant's ``delta`` option (and no effect)."""
+
+    Config = _AccountedConfig
+
+
+class _NoDelta(Defense):
+    """A defense without a delta."""
+
+
+if "test-accounted" not in DEFENSES.names():
+    DEFENSES.register("test-accounted")(_Accounted)
+    DEFENSES.register("test-no-delta")(_NoDelta)
+
+
+@pytest.mark.parametrize("defenses, delta, source", [
+    ([], 1e-5, "default (no defense has a delta)"),
+    ([{"name": "test-no-delta"}], 1e-5, "default (no defense has a delta)"),
+    ([{"name": "test-no-delta"}, {"name": "test-accounted"}], 1e-3,
+     "defenses[1] (test-accounted)"),  # the option's default
+    ([{"name": "test-accounted", "delta": 1e-6}], 1e-6, "defenses[0] (test-accounted)"),
+])
+def test_score_membership_audits_epsilon_at_the_delta_of_the_runs_defense(defenses, delta,
+                                                                          source):
+    rng = np.random.default_rng(0)
+    res = AttackResult(scores=rng.random(40), labels=np.r_[np.ones(20), np.zeros(20)])
+    out = score_membership(res, resamples=20, seed=0, defenses=defenses)
+    assert (out["epsilon_lb"]["delta"], out["epsilon_lb"]["delta_source"]) == (delta, source)
+    assert out["control"]["epsilon_lb"]["value"] is None  # no control scores, says why
+    assert "no control scores" in out["control"]["epsilon_lb"]["reason"]
