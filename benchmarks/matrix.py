@@ -26,7 +26,8 @@ tables and claims use (no best-of after the fact; every attack is in the detail 
 them: ``loss`` for every target and ``as-is``, and the report says they were defaults.
 
 A grid value that is a table sets each of its keys (dotted keys are relative to the grid key's
-section, or absolute when they contain a dot); a ``label`` key only names the variant.
+section, or absolute when they contain a dot; under the grid key ``setting`` every key is
+absolute, e.g. ``defenses``); a ``label`` key only names the variant.
 """
 
 from __future__ import annotations
@@ -175,9 +176,9 @@ def _choice_items(key: str, value: Any) -> tuple[list[tuple[list[str], Any]], An
         if sub == "label":
             label = str(v)
             continue
-        path = sub.split(".") if "." in sub else [*key.split("."), sub]
-        if key == "setting" and "." not in sub:
-            raise FedlppError(f"grid 'setting' keys must be full config keys, got {sub!r}")
+        # a `setting` names whole-config keys (`defenses`, `fed.lr`); other grid keys name a
+        # section their undotted keys belong to
+        path = sub.split(".") if "." in sub or key == "setting" else [*key.split("."), sub]
         items.append((path, v))
     if label is None:
         label = ",".join(f"{k}={v}" for k, v in value.items())
