@@ -47,7 +47,8 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
                  "bytes_down_per_client": rounds[-1]["bytes_down_per_client"]},
         "rounds": [{k: r.get(k) for k in ("round", "central", "proxy", "train_loss", "validation")}
                    for r in rounds],
-        **{k: result.get(k) for k in ("start", "selection", "convergence", "final_records")},
+        **{k: result.get(k) for k in ("start", "selection", "convergence", "final_records",
+                                      "defenses")},
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from benchmarks.bootstrap import BOOT_SEED, utility_intervals
 from benchmarks.claims import check_claims
+from benchmarks.defense_tables import defense_tables
 from benchmarks.convergence import converged_cell, selected_round
 from benchmarks.matrix import DEFAULT_RESAMPLES, primary_attacks
 from benchmarks.stats import combine, estimate, ratio_of_means, seed_values
@@ -268,6 +269,7 @@ def build_report(out: Path, *, command: str | None = None) -> Path:
     lines += _method_lines(rows)
     lines += check_claims(rows)
     lines += ["## Results", ""] + markdown_tables(rows) + sweep_tables(rows)
+    lines += defense_tables(rows, ok)
     lines += ["## Detail: every attack", ""] + detail_tables(rows)
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]

@@ -9,6 +9,7 @@ module                 question
 ``model_privacy``      where does model privacy appear (central gain lost vs proxy gain kept)?
 ``membership``         how much does membership leak from each target?
 ``roc``                how well does each membership attack separate members at low FPR?
+``frontier``           what does each defense cost in central utility, and what does it buy?
 =====================  ===================================================================
 
 Each module's ``figures(cells)`` returns ``(file name, figure)`` pairs; :func:`write_plots`
@@ -20,10 +21,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.figures import learning, membership, model_privacy, privacy_utility, recovery, roc
+from benchmarks.figures import (
+    frontier,
+    learning,
+    membership,
+    model_privacy,
+    privacy_utility,
+    recovery,
+    roc,
+)
 from benchmarks.figures.common import save
 
-FAMILIES = (learning, recovery, privacy_utility, model_privacy, membership, roc)
+FAMILIES = (learning, recovery, privacy_utility, model_privacy, membership, roc, frontier)
 
 
 def write_plots(rows: list[dict[str, Any]], cells: list[dict[str, Any]], out: Path) -> list[Path]:

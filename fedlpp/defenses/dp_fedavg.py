@@ -24,6 +24,7 @@ sensitivity is the stated one only up to that denominator.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -97,4 +98,4 @@ class DPFedAvg(Defense):
                 "noisy_rounds": len(self.stds),
                 "noise_std": sum(self.stds) / len(self.stds) if self.stds else None,
                 "clipped_share": clipped / len(self.norms) if self.norms else None,
-                "median_update_norm": sorted(self.norms)[len(self.norms) // 2] if self.norms else None}
+                "median_update_norm": statistics.median(self.norms) if self.norms else None}

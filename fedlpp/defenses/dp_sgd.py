@@ -10,6 +10,7 @@ model trained from the aggregate are covered by post-processing.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +45,7 @@ class DPSGD(Defense):
         self.rates: dict[int, float] = {}
         self.steps: dict[int, int] = {}
         self.rounds: dict[int, int] = {}
-        self.clipped, self.gradients = 0, 0
+        self.norms: list[float] = []  # every record's gradient norm before clipping
 
     def around_training(self, train: Trainer, *, client: int, rnd: int) -> Trainer:
         cfg = self.config
@@ -61,8 +62,7 @@ class DPSGD(Defense):
         return private
 
     def _count_clipped(self, norms: Any) -> None:
-        self.clipped += int((norms > self.config.max_grad_norm).sum())
-        self.gradients += len(norms)
+        self.norms += norms.tolist()
 
     def _account(self, client: int, *, rate: float, steps: int) -> None:
         acc = self.accountants.setdefault(client, new_accountant(self.config.accountant))
@@ -86,5 +86,7 @@ class DPSGD(Defense):
                 "noise_std": cfg.noise_multiplier * cfg.max_grad_norm,
                 "sampling": "poisson" if cfg.poisson else "shuffled batches (accounted as poisson)",
                 "accountant": cfg.accountant, "epsilon": worst,
-                "clipped_share": self.clipped / self.gradients if self.gradients else None,
+                "clipped_share": (sum(x > cfg.max_grad_norm for x in self.norms) / len(self.norms)
+                                  if self.norms else None),
+                "median_gradient_norm": (statistics.median(self.norms) if self.norms else None),
                 "clients": per_client}

@@ -1,0 +1,88 @@
+"""Privacy-utility frontier of defenses: what does each defense cost, and what does it buy?
+
+One point per defense setting (mean over its seeds): central utility (x) against the primary
+membership attack's AUC − control on central (left) and the primary recovery attack's gain over
+its no-payload control (right). DP points carry the accountant's epsilon and the auditor's lower
+bound (``ε ≤ ... / ≥ ...``). Drawn only for suites that run defenses, robust aggregation rules or
+adversarial clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from benchmarks.defense_tables import describe_defense, is_defended, privacy_columns
+from benchmarks.figures.common import Figure, attacks, frame, grouped, panels, utility_key, value
+from benchmarks.matrix import primary_attacks
+
+
+def _label(cell: dict[str, Any]) -> str:
+    return ", ".join(str(v) for k, v in cell["labels"].items() if k not in ("seed", "task"))
+
+
+def _leak(cell: dict[str, Any]) -> float | None:
+    name = primary_attacks(cell.get("attack_plan", {}))[0].get("central")
+    for a in attacks(cell, "membership"):
+        if a["attack"] == name and a["config"].get("target") == "central":
+            return value(a["metrics"].get("auc_minus_control"))
+    return None
+
+
+def _gain(cell: dict[str, Any]) -> float | None:
+    name = primary_attacks(cell.get("attack_plan", {}))[1]
+    for a in attacks(cell, "recovery"):
+        if a["attack"] == name:
+            return value(a["metrics"].get("gain_over_control"))
+    return None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    have = [v for v in values if v is not None]
+    return float(np.mean(have)) if have and len(have) == len(values) else None
+
+
+def figures(cells: list[dict[str, Any]]) -> list[Figure]:
+    if not any(is_defended(c["config"]) for c in cells):
+        return []
+    groups = grouped(cells, _label)
+    metric = utility_key(cells[0])
+    fig, (left, right) = panels(2, cols=2, size=(6.4, 4.8))
+    missing: list[str] = []
+    for i, (label, runs) in enumerate(groups.items()):
+        x = float(np.mean([c["train"]["final"]["central"][metric] for c in runs]))
+        p = privacy_columns(runs)
+        note = ""
+        if p["epsilon"] is not None:
+            note = f"\nε ≤ {p['epsilon']:.2g}, ≥ {p['epsilon_lb'] or 0:.2g}"
+        color = f"C{i % 10}"
+        marker = "o" if not is_defended(runs[0]["config"]) else "s" if note else "^"
+        for ax, y in ((left, _mean([_leak(c) for c in runs])),
+                      (right, _mean([_gain(c) for c in runs]))):
+            if y is None:
+                missing.append(f"{label} ({'membership' if ax is left else 'recovery'})")
+                continue
+            ax.scatter([x], [y], color=color, marker=marker, s=40,
+                       label=f"{label}: {describe_defense(runs[0]['config'])}" if ax is left else None)
+            ax.annotate(label + note, (x, y), fontsize=6.5, xytext=(4, 3),
+                        textcoords="offset points", color=color)
+    left.set(xlabel=f"central {metric} (selected round)", ylabel="AUC − control, central")
+    right.set(xlabel=f"central {metric} (selected round)", ylabel="recovery gain over control")
+    for ax in (left, right):
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.2, y=0.2)
+        if metric == "perplexity":
+            ax.set_xscale("log")
+    left.legend(fontsize=6, loc="best")
+    caption = ("One point per defense setting, mean over its seeds (circle: no defense; square: "
+               "DP, with the accountant's ε and the auditor's lower bound; triangle: other "
+               f"defenses, robust rules, adversaries). Lower {metric} is better"
+               if metric == "perplexity" else "Higher accuracy is better")
+    caption += "; lower leakage is better (0 = what the untrained model shows)."
+    if missing:
+        caption += "\nNo value: " + "; ".join(missing)
+    frame(fig, title="What does each defense cost in central utility, and what does it buy in "
+                     "leakage?", caption=caption)
+    return [("defense_frontier.png", fig)]
