@@ -45,7 +45,8 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
                  "bytes_down_per_round": result["comm"]["bytes_down_total"] / len(rounds),
                  "bytes_up_per_round": result["comm"]["bytes_up_total"] / len(rounds),
                  "bytes_down_per_client": rounds[-1]["bytes_down_per_client"]},
-        "rounds": [{k: r.get(k) for k in ("round", "central", "proxy", "train_loss", "validation")}
+        "rounds": [{k: r.get(k) for k in ("round", "central", "proxy", "train_loss", "validation",
+                                          "rejected", "aggregation")}
                    for r in rounds],
         **{k: result.get(k) for k in ("start", "selection", "convergence", "final_records",
                                       "defenses")},

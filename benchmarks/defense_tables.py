@@ -75,6 +75,11 @@ def privacy_columns(cells: list[dict[str, Any]]) -> dict[str, Any]:
             eps = max(values)
         delta, guarantee = firsts[0]["delta"], firsts[0].get("guarantee", "")
         clipped = [f["clipped_share"] for f in firsts if f.get("clipped_share") is not None]
+    if not clipped:  # a clipping aggregation rule (norm-bound) says per round what it clipped
+        done = [r.get("aggregation") or {} for c in cells for r in c["train"].get("rounds", [])]
+        updates = sum(a.get("updates", 0) for a in done if "clipped" in a)
+        if updates:
+            clipped = [sum(a["clipped"] for a in done if "clipped" in a) / updates]
     bounds = [audit(c) for c in cells]
     lb, lb_why = _least([b[0] for b in bounds])
     control, _ = _least([b[1] for b in bounds])

@@ -226,3 +226,11 @@ def test_a_robust_rule_keeps_the_master_near_the_honest_run_when_one_client_boos
     assert mean_off > 5.0  # the boosted client moves the mean's master far
     off = distance(final_master(tmp_path, "robust", BOOSTED, f"aggregator={rule}"), honest)
     assert off < 0.15 * mean_off, (rule, off, mean_off)
+
+
+def test_what_the_rule_did_each_round_is_in_the_round_records(tmp_path, one_thread):
+    result, _ = run_tiny(tmp_path, *E2E, BOOSTED, 'aggregator={name = "norm-bound", bound = 1.0}')
+    for record in result["rounds"]:
+        assert record["aggregation"]["updates"] == 5 and record["aggregation"]["clipped"] >= 1
+    plain, _ = run_tiny(tmp_path, *E2E, name="plain")  # the mean says nothing: no key at all
+    assert all("aggregation" not in r for r in plain["rounds"])

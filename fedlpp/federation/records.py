@@ -71,10 +71,12 @@ class RoundRecord:
     central: dict[str, float] | None = None  # on the learning curve's test records
     proxy: dict[str, float] | None = None
     validation: dict[str, Any] | None = None  # {"central": utility on the validation records}
+    aggregation: dict[str, Any] | None = None  # what the aggregation rule did (if it says)
 
     @classmethod
     def of(cls, rnd: int, *, clients: list[int], sent: Any, verdicts: list[Verdict],
-           refused: dict[str, Any] | None) -> RoundRecord:
+           refused: dict[str, Any] | None,
+           aggregation: dict[str, Any] | None = None) -> RoundRecord:
         """The record of round ``rnd`` from its broadcast and the server's verdicts."""
         accepted = [v for v in verdicts if v.accepted]
         loss = (float(np.average([v.train_loss for v in accepted],
@@ -84,15 +86,18 @@ class RoundRecord:
                    rejected=[{"client": v.client, "reason": v.reason}
                              for v in verdicts if not v.accepted],
                    bytes_down=sent.nbytes * len(clients), bytes_down_per_client=sent.nbytes,
-                   bytes_up=sum(v.nbytes for v in verdicts), train_loss=loss)
+                   bytes_up=sum(v.nbytes for v in verdicts), train_loss=loss,
+                   aggregation=aggregation or None)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items()
-               if k not in ("central", "proxy", "validation")}
+               if k not in ("central", "proxy", "validation", "aggregation")}
         if self.central is not None:
             out.update(central=self.central, proxy=self.proxy)
         if self.validation is not None:
             out.update(validation=self.validation)
+        if self.aggregation:
+            out.update(aggregation=self.aggregation)
         return out
 
 

@@ -68,6 +68,7 @@ class FedLPPServer:
         self.value_limit = contribution_limit(total_weight=float(sum(self.enrolled)))
         self._static_cache: dict = {}
         self._sent: dict[int, Broadcast] = {}
+        self.aggregation_report: dict[str, Any] = {}  # what the rule did in the last round
 
     @property
     def trainable(self) -> dict[str, torch.Tensor]:
@@ -129,8 +130,11 @@ class FedLPPServer:
         if verdicts and all(v.reason and v.reason.startswith("client failed") for v in verdicts):
             raise RuntimeError(f"every client of round {rnd} failed; the first: {verdicts[0].reason}")
         if not rule.count:
+            self.aggregation_report = {}
             return verdicts, None
-        return verdicts, self._apply(rnd, rule.result(), received=received, reach=reach)
+        mean = rule.result()
+        self.aggregation_report = rule.report()
+        return verdicts, self._apply(rnd, mean, received=received, reach=reach)
 
     def _apply(self, rnd: int, mean: dict[str, torch.Tensor], *, received: dict[str, torch.Tensor],
                reach: dict[int, float]) -> dict[str, Any] | None:

@@ -104,7 +104,8 @@ def drive(ctx: RunContext, *, server: Any, client: Any, watch: Observer,
         upcoming = server.broadcast(rnd + 1)
         watch.on_evaluate(rnd)
         record = RoundRecord.of(rnd, clients=clients, sent=sent, verdicts=verdicts,
-                                refused=refused)
+                                refused=refused,
+                                aggregation=getattr(server, "aggregation_report", None))
         if rnd % cfg.eval.every == 0 or rnd == cfg.fed.rounds:
             evaluation.measure(record, master=server.master, upcoming=upcoming)
         rounds.append(record)
