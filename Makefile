@@ -48,6 +48,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_round.py
 	$(BIN)/python benchmarks/bench_attacks.py
 	$(BIN)/python benchmarks/bench_suite.py
+	$(BIN)/python benchmarks/bench_step.py --shapes 8x32
+	$(BIN)/python benchmarks/bench_dp.py
 
 clean:
 	rm -rf $(VENV) .tox runs
