@@ -4,18 +4,21 @@ the broadcast it started from, and Gaussian noise is added to the aggregate; one
 covers the whole run, with clients sampled at rate ``clients_per_round / num_clients``.
 
 Compared with Flower's server-side fixed-clipping wrapper
-(``DifferentialPrivacyServerSideFixedClipping``): the same clipping of each reply's difference
-from what was sent, then the inner rule's aggregate, then noise on the aggregate. It differs in:
+(``DifferentialPrivacyServerSideFixedClipping``, read in Flower 1.42): the same clipping of each
+reply's joint difference from what was sent, then the inner rule's aggregate, then Gaussian noise
+on the aggregate. It differs in:
 
 * the noise std is ``noise_multiplier * clip * max(w) / sum(w)`` over the accepted updates'
   aggregation weights ``w`` (their example counts). With equal weights this is Flower's
-  ``noise_multiplier * clip / m``; with unequal ones Flower's ``clip / m`` understates what one
-  client can move an example-weighted mean;
-* ``m`` is the number of updates accepted this round, where Flower uses the configured number
-  of sampled clients (the same when no client fails or is rejected);
+  ``noise_multiplier * clip / m``. Flower adds ``clip / m`` whatever the weights when it does not
+  account, which understates what one client can move an example-weighted mean; with its
+  accountant on, it refuses unequal weights instead;
+* ``m`` is the number of updates accepted this round; Flower uses its configured
+  ``num_sampled_clients`` (and with its accountant on refuses a round with another count);
 * the clipping centre is the dequantized broadcast (what the client trained from and what the
   straight-through update subtracts), not a full-precision global model;
-* the accountant is opacus' (RDP or PRV), at the client sampling rate of the configuration.
+* the accountant is opacus' (RDP or PRV) at the client sampling rate of the configuration;
+  Flower's own accountant is optional and has a budget cap that stops the run.
 
 The aggregate's denominator depends on who took part, so (as in Flower) the add/remove-one-client
 sensitivity is the stated one only up to that denominator.
