@@ -4,6 +4,7 @@ over seeds is the largest, the auditor's bound the smallest, and undefended suit
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot  # noqa: E402
 
 from synthetic_cells import cell, lm_records  # noqa: E402
 
@@ -65,6 +66,7 @@ def test_the_frontier_has_one_point_per_defense_setting():
     assert name == "defense_frontier.png"
     left = fig.axes[0]
     assert sum(len(c.get_offsets()) for c in left.collections) == 2
+    matplotlib.pyplot.close(fig)
 
 
 def test_describe_defense_names_rules_and_adversaries():
