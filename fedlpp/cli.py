@@ -97,8 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except RunFailed as exc:  # not a bad input (exit 2): the run started, then failed
         print(f"error: {exc} (recorded in {done})", file=sys.stderr)
         return 1
-    print(json.dumps({k: result.get(k) for k in ("final", "selection", "convergence", "comm")},
-                     indent=2))
+    print(json.dumps({k: result.get(k) for k in ("final", "selection", "convergence", "comm",
+                                                  "defenses")}, indent=2))
     print(f"wrote {done}")
     return 0
 
@@ -110,18 +110,30 @@ def cmd_attack(args: argparse.Namespace) -> int:
         raise FedlppError(f"Invalid --resamples: {args.resamples} (allowed: >= 1)")
     results = run_attacks(args.run_dir, names=args.attack, sets=args.set,
                           resamples=args.resamples, quiet=args.quiet)
+    _print_accountants(Path(args.run_dir) / "result.json")
     for r in results:
         m = r.get("metrics", {})
         if r["status"] != "ok":
             summary = f"FAILED: {r['error']}"
         elif r["kind"] == "membership":
             summary = "  ".join(f"{name} {_estimate(m[name])}" for name in
-                                ("auc", "control_auc", "auc_minus_control", "tpr@1%fpr"))
+                                ("auc", "control_auc", "auc_minus_control", "tpr@1%fpr",
+                                 "epsilon_lb"))
         else:
             summary = "  ".join(f"{name} {_estimate(m[name])}" for name in
                                 ("recovered_gain", "gain_over_control", "param_rel_error"))
         print(f"{r['attack']:<16} {r['threat_model']:<10} {summary}")
     return 0
+
+
+def _print_accountants(result_file: Path) -> None:
+    """The run's DP accountants' epsilons, to read beside the attacks' ``epsilon_lb``."""
+    if not result_file.is_file():
+        return
+    for d in json.loads(result_file.read_text()).get("defenses") or []:
+        if "epsilon" in d:
+            print(f"accountant       {d['name']:<10} epsilon {_estimate(d['epsilon'])} at delta "
+                  f"{d['delta']:g} ({d.get('guarantee', '')})")
 
 
 def _estimate(metric: dict) -> str:

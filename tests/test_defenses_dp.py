@@ -177,3 +177,17 @@ def test_dp_fedavg_noise_has_the_stated_scale():
     # one client can move the weighted mean by clip * 30 / 40
     assert float(noisy["w"].std()) == pytest.approx(2.0 * 30 / 40, rel=0.01)
     assert math.isfinite(d.report()["epsilon"]["value"])
+
+
+def test_the_cli_prints_the_accountants_epsilon_beside_the_auditors_bound(tmp_path, capsys):
+    from fedlpp.cli import main
+
+    out = tmp_path / "dp"
+    sets = [a for item in TINY for a in ("--set", item)]
+    assert main(["train", "--out", str(out), "--quiet", *sets, "--set",
+                 'defenses=[{name = "dp-sgd", noise_multiplier = 1.0}]']) == 0
+    assert '"epsilon"' in capsys.readouterr().out
+    assert main(["attack", str(out), "--attack", "loss", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "accountant       dp-sgd     epsilon" in text and "delta 1e-05" in text
+    assert "epsilon_lb" in text
