@@ -1,8 +1,17 @@
-"""Run a suite's cells: resume finished ones, isolate failures, parallel worker processes.
+"""Run a suite's cells: resume finished ones, isolate failures, parallel worker processes or
+Ray tasks.
 
-Each cell runs single-threaded, so its numbers do not depend on ``--jobs``; parallelism comes
-from running cells side by side. Cell files are written atomically: a run killed at any moment
-and started again finishes the remaining cells, and no half-written file is read as a result.
+Each cell runs single-threaded, so its numbers do not depend on ``--jobs`` or the executor;
+parallelism comes from running cells side by side. Cell files are written atomically: a run
+killed at any moment and started again finishes the remaining cells, and no half-written file
+is read as a result.
+
+With ``executor="ray"`` every cell is a Ray task of one CPU (no retries). On a local Ray instance
+(no ``address``) tasks write into ``out`` as worker processes do and share its store. On a
+cluster (``address``) no disk is assumed shared: each task runs its cell in a directory of its
+own node, with a store per task, and returns the cell's record, which the driver writes into
+``out/cells`` (traces kept with ``keep_runs`` stay on that node). A task that raises or whose
+worker dies is recorded as that cell's failure; the others go on.
 """
 
 from __future__ import annotations
@@ -11,6 +20,8 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import tempfile
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -47,20 +58,81 @@ def _init_worker() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def _work(cell: Cell, out: str, keep_runs: bool, share: bool) -> dict[str, Any]:
-    return run_cell(cell, out=Path(out), keep_runs=keep_runs, share=share)
+def _work(work: Work, cell: Cell, out: str, keep_runs: bool, share: bool) -> dict[str, Any]:
+    return work(cell, out=Path(out), keep_runs=keep_runs, share=share)
+
+
+def _ray_cell(work: Work, cell: Cell, out: str | None, keep_runs: bool,
+              share: bool) -> dict[str, Any]:
+    """One cell as a Ray task: into ``out``, or (``None``: a cluster node) a directory of its own."""
+    _init_worker()
+    own = out is None
+    where = Path(tempfile.mkdtemp(prefix=f"fedlpp-cell-{cell.id}-")) if own else Path(out)
+    try:
+        return work(cell, out=where, keep_runs=keep_runs, share=share)
+    finally:
+        if own and not keep_runs:
+            shutil.rmtree(where, ignore_errors=True)
+
+
+def failure(cell: Cell, error: str) -> dict[str, Any]:
+    """The record of a cell whose worker never returned one (it died, or its task failed)."""
+    from fedlpp.meta import provenance
+
+    return {"id": cell.id, "labels": cell.labels, "config": cell.config.to_dict(),
+            "status": "failed", "error": error, "meta": {**provenance(), "seconds": None}}
+
+
+def run_on_ray(cells: list[Cell], *, out: Path, jobs: int, address: str | None,
+               keep_runs: bool, share: bool, work: Work,
+               done: Callable[[dict[str, Any]], None]) -> None:
+    """Each cell a Ray task of one CPU; the driver writes every record into ``out/cells``."""
+    import ray
+
+    local = address is None
+    ray.init(**({"num_cpus": jobs} if local else {"address": address}),
+             include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
+        pending = {task.remote(work, c, str(out) if local else None, keep_runs, share and local): c
+                   for c in cells}
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            cell = pending.pop(ready)
+            try:
+                record = ray.get(ready)
+            except ray.exceptions.RayError as exc:  # the worker died or the task itself failed
+                cause = getattr(exc, "cause", None) or exc  # a task's own exception, unwrapped
+                text = " ".join(str(cause).split())[:300]
+                record = failure(cell, f"{type(cause).__name__}: {text}")
+            atomic_write_json(cell_path(out, cell.id), record)
+            done(record)
+    finally:
+        ray.shutdown()
+
+
+Work = Callable[..., dict[str, Any]]  # run_cell's signature
+EXECUTORS = ("process", "ray")
 
 
 def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
               keep_runs: bool = False, command: str | None = None,
-              share: bool = True) -> list[dict[str, Any]]:
+              share: bool = True, executor: str = "process", address: str | None = None,
+              work: Work = run_cell) -> list[dict[str, Any]]:
     """Run every cell of ``suite`` that has no ok result in ``out`` yet; returns all results.
 
     ``command`` (the command line that runs it) is kept for the report's "Regenerate" line.
     ``share``: cells reuse evaluations and signals other cells computed (off only to measure it).
+    ``executor``: ``process`` (``jobs`` local worker processes) or ``ray`` (Ray tasks on a local
+    instance of ``jobs`` CPUs, or on the cluster at ``address``). ``work`` runs one cell
+    (:func:`benchmarks.cell.run_cell`; tests pass a stand-in).
     """
     if jobs < 1:
         raise FedlppError(f"Invalid --jobs: {jobs} (allowed: >= 1)")
+    if executor not in EXECUTORS:
+        raise FedlppError(f"Invalid --executor: {executor!r} (allowed: {', '.join(EXECUTORS)})")
+    if address is not None and executor != "ray":
+        raise FedlppError(f"--address {address!r} needs --executor ray")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "suite.json", {
         "name": suite.name, "description": suite.description, "file": suite.path.name,
@@ -77,14 +149,17 @@ def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
             failed.append(record["id"])
             bar.write(f"cell {record['id']} failed: {record['error']}")
 
-    if jobs == 1:
+    if executor == "ray":
+        run_on_ray(pending, out=out, jobs=jobs, address=address, keep_runs=keep_runs,
+                   share=share, work=work, done=done)
+    elif jobs == 1:
         _init_worker()
         for cell in pending:
-            done(run_cell(cell, out=out, keep_runs=keep_runs, share=share))
+            done(work(cell, out=out, keep_runs=keep_runs, share=share))
     else:
         ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(_work, c, str(out), keep_runs, share)
+            futures = {pool.submit(_work, work, c, str(out), keep_runs, share)
                        for c in pending}
             while futures:
                 finished_now, futures = wait(futures, return_when=FIRST_COMPLETED)

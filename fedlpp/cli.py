@@ -166,7 +166,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     jobs = f" --jobs {args.jobs}" if args.jobs != 1 else ""
     command = f"fedlpp bench run {args.suite}{sets}{jobs} --out {out}"
     results = run_suite(suite, out=out, jobs=args.jobs, quiet=args.quiet,
-                        keep_runs=args.keep_runs, command=command)
+                        keep_runs=args.keep_runs, command=command, executor=args.executor,
+                        address=args.address)
     failed = [r["id"] for r in results if r["status"] != "ok"]
     print(f"wrote {build_report(out)}")
     print(f"{len(results) - len(failed)} cells ok, {len(failed)} failed")
@@ -198,7 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     br = bsub.add_parser("run", help="run (or resume) a suite's cells, then build the report")
     br.add_argument("suite", help="a suite TOML file or a shipped suite name (fedlpp bench ls)")
     br.add_argument("--out", help="result directory (default runs/bench-<suite>)")
-    br.add_argument("--jobs", type=int, default=1, help="cells run in parallel")
+    br.add_argument("--jobs", type=int, default=1,
+                    help="cells run in parallel (with --executor ray: the local Ray CPUs)")
+    br.add_argument("--executor", default="process",
+                    help="process (local worker processes) or ray (one Ray task per cell)")
+    br.add_argument("--address", help="with --executor ray: join the Ray cluster at ADDR "
+                                      "(cells run on its nodes and their records come back)")
     br.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a run-config key in every cell")
     br.add_argument("--keep-runs", action="store_true", help="keep each cell's run trace")
