@@ -9,8 +9,10 @@ adversarial clients.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
+import matplotlib
 import numpy as np
 
 from benchmarks.defense_tables import describe_defense, is_defended, privacy_columns
@@ -48,7 +50,7 @@ def figures(cells: list[dict[str, Any]]) -> list[Figure]:
         return []
     groups = grouped(cells, _label)
     metric = utility_key(cells[0])
-    fig, (left, right) = panels(2, cols=2, size=(6.4, 4.8))
+    fig, (left, right, names) = panels(3, cols=3, size=(5.4, 4.8))
     missing: list[str] = []
     for i, (label, runs) in enumerate(groups.items()):
         x = float(np.mean([c["train"]["final"]["central"][metric] for c in runs]))
@@ -56,7 +58,7 @@ def figures(cells: list[dict[str, Any]]) -> list[Figure]:
         note = ""
         if p["epsilon"] is not None:
             note = f"\nε ≤ {p['epsilon']:.2g}, ≥ {p['epsilon_lb'] or 0:.2g}"
-        color = f"C{i % 10}"
+        color = matplotlib.colormaps["tab20"](i % 20)  # up to 20 settings in distinct colours
         marker = "o" if not is_defended(runs[0]["config"]) else "s" if note else "^"
         for ax, y in ((left, _mean([_leak(c) for c in runs])),
                       (right, _mean([_gain(c) for c in runs]))):
@@ -65,8 +67,9 @@ def figures(cells: list[dict[str, Any]]) -> list[Figure]:
                 continue
             ax.scatter([x], [y], color=color, marker=marker, s=40,
                        label=f"{label}: {describe_defense(runs[0]['config'])}" if ax is left else None)
-            ax.annotate(label + note, (x, y), fontsize=6.5, xytext=(4, 3),
-                        textcoords="offset points", color=color)
+            if note:  # DP points carry their epsilons; the legend names every point
+                ax.annotate(label + note, (x, y), fontsize=6.5, xytext=(4, 3),
+                            textcoords="offset points", color=color)
     left.set(xlabel=f"central {metric} (selected round)", ylabel="AUC − control, central")
     right.set(xlabel=f"central {metric} (selected round)", ylabel="recovery gain over control")
     for ax in (left, right):
@@ -75,7 +78,10 @@ def figures(cells: list[dict[str, Any]]) -> list[Figure]:
         ax.margins(x=0.2, y=0.2)
         if metric == "perplexity":
             ax.set_xscale("log")
-    left.legend(fontsize=6, loc="best")
+    handles, labels = left.get_legend_handles_labels()
+    names.axis("off")  # a panel of its own for the names, so no point hides behind them
+    names.legend(handles, [textwrap.fill(t, 60) for t in labels], fontsize=6.5,
+                 loc="center left", frameon=False)
     caption = ("One point per defense setting, mean over its seeds (circle: no defense; square: "
                "DP, with the accountant's ε and the auditor's lower bound; triangle: other "
                f"defenses, robust rules, adversaries). Lower {metric} is better"
