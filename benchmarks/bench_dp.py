@@ -44,8 +44,8 @@ def timed_block(train, **kw) -> tuple[list[float], list[float], float]:
     first step's CPU seconds (set-up included)."""
     marks = [(time.process_time(), time.perf_counter())]
     train(on_step=lambda _s: marks.append((time.process_time(), time.perf_counter())), **kw)
-    cpu = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
-    wall = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
+    cpu = [b[0] - a[0] for a, b in zip(marks, marks[1:], strict=False)]
+    wall = [b[1] - a[1] for a, b in zip(marks, marks[1:], strict=False)]
     return cpu[1:], wall[1:], cpu[0]
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from benchmarks.bootstrap import BOOT_SEED, utility_intervals
 from benchmarks.claims import check_claims
-from benchmarks.defense_tables import defense_tables
 from benchmarks.convergence import converged_cell, selected_round
+from benchmarks.defense_tables import defense_tables
 from benchmarks.matrix import DEFAULT_RESAMPLES, primary_attacks
 from benchmarks.stats import combine, estimate, ratio_of_means, seed_values
 from benchmarks.sweeps import sweep_tables

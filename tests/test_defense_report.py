@@ -5,7 +5,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot  # noqa: E402
-
 from synthetic_cells import cell, lm_records  # noqa: E402
 
 from benchmarks.defense_tables import defense_tables, describe_defense  # noqa: E402

@@ -73,7 +73,7 @@ def test_each_records_gradient_ignores_the_other_records_padding(tiny):
     full, cut = grad_samples(batch), grad_samples(padded)
     for g_full, g_cut in zip(full, cut, strict=True):
         torch.testing.assert_close(g_cut[0], g_full[0], atol=1e-6, rtol=1e-5)
-    assert any(float((g_cut[1] - g_full[1]).abs().max()) > 1e-6 for g_full, g_cut in zip(full, cut))
+    assert any(float((g_cut[1] - g_full[1]).abs().max()) > 1e-6 for g_full, g_cut in zip(full, cut, strict=True))
     # and record 0's per-sample gradient is the gradient of its own loss alone
     params = [p for p in model.parameters() if p.requires_grad]
     alone = torch.autograd.grad(sequence_losses(model, {k: v[:1] for k, v in batch.items()}).sum(),
