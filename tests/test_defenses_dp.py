@@ -192,3 +192,12 @@ def test_the_cli_prints_the_accountants_epsilon_beside_the_auditors_bound(tmp_pa
     text = capsys.readouterr().out
     assert "accountant       dp-sgd     epsilon" in text and "delta 1e-05" in text
     assert "epsilon_lb" in text
+
+
+def test_dp_sgd_without_noise_trains_a_classifier_as_plain_training_does(tmp_path):
+    plain, _ = run_tiny(tmp_path, "data.name=kjv-genre", name="plain")
+    same, _ = run_tiny(tmp_path, "data.name=kjv-genre", 'defenses=[{name = "dp-sgd", '
+                       'noise_multiplier = 0, max_grad_norm = 1e9, poisson = false}]', name="dp")
+    assert same["final"]["central"]["loss"] == pytest.approx(plain["final"]["central"]["loss"],
+                                                             abs=1e-5)
+    assert same["final"]["central"]["accuracy"] == plain["final"]["central"]["accuracy"]
