@@ -36,7 +36,8 @@ def test_ray_cells_give_the_process_executors_numbers_and_resume(tmp_path, ray_e
 def test_a_raising_cell_and_a_dying_worker_fail_alone(tmp_path, ray_env):
     import ray_cells
 
-    text = SUITE.read_text()  # seeds 0-3 x 2 widths: seed 1 raises, seed 2 kills its worker.replace("seed = [0, 1]", "seed = [0, 1, 2, 3]")
+    # seeds 0-3 x 2 widths: seed 1 raises, seed 2 kills its worker
+    text = SUITE.read_text().replace("seed = [0, 1]", "seed = [0, 1, 2, 3]")
     path = tmp_path / "four.toml"
     path.write_text(text)
     suite = load_suite(path)
