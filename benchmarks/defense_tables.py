@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.matrix import primary_attacks
+from benchmarks.matrix import primary_result
 from benchmarks.stats import fmt, fmt_combined
 
 DP_KEYS = ("epsilon", "delta", "noise_multiplier", "clipped_share")
@@ -44,13 +44,11 @@ def dp_reports(cell: dict[str, Any]) -> list[dict[str, Any]]:
 
 def audit(cell: dict[str, Any]) -> tuple[dict | None, dict | None]:
     """The auditor's bound from the primary membership attack on ``central`` and its control's."""
-    name = primary_attacks(cell.get("attack_plan", {}))[0].get("central")
-    for a in cell["attacks"]:
-        if (a["status"] == "ok" and a["kind"] == "membership" and a["attack"] == name
-                and a["config"].get("target") == "central"):
-            m = a["metrics"]
-            return m.get("epsilon_lb"), (m.get("control") or {}).get("epsilon_lb")
-    return None, None
+    found = primary_result(cell, "central")
+    if found is None:
+        return None, None
+    m = found["metrics"]
+    return m.get("epsilon_lb"), (m.get("control") or {}).get("epsilon_lb")
 
 
 def _least(values: list[dict | None]) -> tuple[float | None, str | None]:
@@ -65,7 +63,7 @@ def privacy_columns(cells: list[dict[str, Any]]) -> dict[str, Any]:
     """Accountant epsilon (largest over seeds), its delta, the auditor's bound and its control's
     (smallest over seeds), the share of clipped gradients or updates (mean over seeds)."""
     reports = [dp_reports(c) for c in cells]
-    eps, delta, clipped, guarantee, why = None, None, [], "", None
+    eps, delta, clipped, why = None, None, [], None
     if any(reports):
         firsts = [r[0] for r in reports if r]
         values = [f["epsilon"]["value"] for f in firsts]
@@ -73,7 +71,7 @@ def privacy_columns(cells: list[dict[str, Any]]) -> dict[str, Any]:
             why = next(f["epsilon"]["reason"] for f in firsts if f["epsilon"]["value"] is None)
         else:
             eps = max(values)
-        delta, guarantee = firsts[0]["delta"], firsts[0].get("guarantee", "")
+        delta = firsts[0]["delta"]
         clipped = [f["clipped_share"] for f in firsts if f.get("clipped_share") is not None]
     if not clipped:  # a clipping aggregation rule (norm-bound) says per round what it clipped
         done = [r.get("aggregation") or {} for c in cells for r in c["train"].get("rounds", [])]
@@ -83,7 +81,7 @@ def privacy_columns(cells: list[dict[str, Any]]) -> dict[str, Any]:
     bounds = [audit(c) for c in cells]
     lb, lb_why = _least([b[0] for b in bounds])
     control, _ = _least([b[1] for b in bounds])
-    return {"epsilon": eps, "epsilon_reason": why, "delta": delta, "guarantee": guarantee,
+    return {"epsilon": eps, "epsilon_reason": why, "delta": delta,
             "epsilon_lb": lb, "epsilon_lb_reason": lb_why, "control_epsilon_lb": control,
             "clipped_share": sum(clipped) / len(clipped) if clipped else None}
 
@@ -103,7 +101,9 @@ def defense_tables(rows: list[dict[str, Any]], cells: list[dict[str, Any]]) -> l
              "lower bound from the primary membership attack on central (one-sided "
              "Clopper-Pearson at 95 %, threshold chosen on held-out records; the smallest over "
              "seeds) and the same bound on the untrained model (control). A bound is per record: "
-             "it can never exceed a valid epsilon, and at this sample size it cannot be large.", "",
+             "it can never exceed a valid epsilon, and at this sample size it cannot be large. clipped: the "
+             "share of per-record gradients (`dp-sgd`) or of client updates (`dp-fedavg`, "
+             "`norm-bound`) that were clipped.", "",
              "| row | defense | central | proxy | gain over control | AUC − control central "
              "| ε (accountant, δ) | ε lower bound (control) | clipped | seeds |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -81,6 +81,19 @@ def primary_attacks(plan: dict[str, Any]) -> tuple[dict[str, str], str, list[str
     return primary, recovery or DEFAULT_PRIMARY_RECOVERY, notes
 
 
+def primary_result(cell: dict[str, Any], target: str | None = None) -> dict[str, Any] | None:
+    """The ok result of a cell's primary membership attack on ``target``, or (no target) of its
+    primary recovery attack; None when it did not run or failed."""
+    membership, recovery, _ = primary_attacks(cell.get("attack_plan", {}))
+    name = recovery if target is None else membership.get(target)
+    for a in cell.get("attacks", []):
+        if (a["status"] == "ok" and a["attack"] == name
+                and a["kind"] == ("recovery" if target is None else "membership")
+                and (target is None or a["config"].get("target") == target)):
+            return a
+    return None
+
+
 def _check_plan(plan: AttackPlan, where: str) -> None:
     """Targets, resamples and primary attacks of an [attacks] section; one-line errors."""
     bad = [t for t in plan.targets if t not in ("central", "proxy", "update")]

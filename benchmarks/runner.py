@@ -33,6 +33,9 @@ from benchmarks.matrix import Cell, Suite
 from fedlpp.errors import FedlppError
 from fedlpp.io import atomic_write_json
 
+Work = Callable[..., dict[str, Any]]  # run_cell's signature
+EXECUTORS = ("process", "ray")
+
 
 def finished(out: Path, cell_id: str) -> bool:
     """A cell whose result file exists and says ok (failed cells are run again)."""
@@ -109,10 +112,6 @@ def run_on_ray(cells: list[Cell], *, out: Path, jobs: int, address: str | None,
             done(record)
     finally:
         ray.shutdown()
-
-
-Work = Callable[..., dict[str, Any]]  # run_cell's signature
-EXECUTORS = ("process", "ray")
 
 
 def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,

@@ -16,8 +16,8 @@ import matplotlib
 import numpy as np
 
 from benchmarks.defense_tables import describe_defense, is_defended, privacy_columns
-from benchmarks.figures.common import Figure, attacks, frame, grouped, panels, utility_key, value
-from benchmarks.matrix import primary_attacks
+from benchmarks.figures.common import Figure, frame, grouped, panels, utility_key, value
+from benchmarks.matrix import primary_result
 
 
 def _label(cell: dict[str, Any]) -> str:
@@ -25,19 +25,13 @@ def _label(cell: dict[str, Any]) -> str:
 
 
 def _leak(cell: dict[str, Any]) -> float | None:
-    name = primary_attacks(cell.get("attack_plan", {}))[0].get("central")
-    for a in attacks(cell, "membership"):
-        if a["attack"] == name and a["config"].get("target") == "central":
-            return value(a["metrics"].get("auc_minus_control"))
-    return None
+    found = primary_result(cell, "central")
+    return value(found["metrics"].get("auc_minus_control")) if found else None
 
 
 def _gain(cell: dict[str, Any]) -> float | None:
-    name = primary_attacks(cell.get("attack_plan", {}))[1]
-    for a in attacks(cell, "recovery"):
-        if a["attack"] == name:
-            return value(a["metrics"].get("gain_over_control"))
-    return None
+    found = primary_result(cell)
+    return value(found["metrics"].get("gain_over_control")) if found else None
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -13,7 +13,6 @@ from typing import Any
 from benchmarks.figures.common import (
     TARGETS,
     Figure,
-    attacks,
     describe,
     frame,
     grouped,
@@ -25,15 +24,12 @@ from benchmarks.figures.common import (
     task,
     variant,
 )
-from benchmarks.matrix import primary_attacks
+from benchmarks.matrix import primary_result
 from benchmarks.stats import combine
 
 
 def _primary(cell: dict[str, Any], target: str) -> dict[str, Any] | None:
-    name = primary_attacks(cell.get("attack_plan", {}))[0].get(target)
-    found = [a for a in attacks(cell, "membership")
-             if a["attack"] == name and a["config"].get("target") == target]
-    return found[0] if found else None
+    return primary_result(cell, target)
 
 
 def _has_control(cell: dict[str, Any]) -> bool:

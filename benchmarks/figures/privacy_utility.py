@@ -15,7 +15,6 @@ import numpy as np
 from benchmarks.figures.common import (
     GAIN_LIMITS,
     Figure,
-    attacks,
     describe,
     frame,
     gain_over_seeds,
@@ -31,13 +30,11 @@ from benchmarks.figures.common import (
     utility_key,
     variant,
 )
-from benchmarks.matrix import primary_attacks
+from benchmarks.matrix import primary_result
 
 
 def _primary_recovery(cell: dict[str, Any]) -> dict[str, Any] | None:
-    name = primary_attacks(cell.get("attack_plan", {}))[1]
-    found = [a for a in attacks(cell, "recovery") if a["attack"] == name]
-    return found[0] if found else None
+    return primary_result(cell)
 
 
 def figures(cells: list[dict[str, Any]]) -> list[Figure]:

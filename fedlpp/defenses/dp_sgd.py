@@ -16,7 +16,7 @@ from typing import Any
 
 from fedlpp.defenses import DEFENSES, Defense, Trainer
 from fedlpp.defenses.accounting import check_dp_options, epsilon, new_accountant, spend
-from fedlpp.defenses.dp_train import dp_local_train
+from fedlpp.defenses.dp_train import dp_local_train, sample_rate
 
 
 @dataclass
@@ -56,7 +56,7 @@ class DPSGD(Defense):
                                     noise_multiplier=cfg.noise_multiplier,
                                     max_grad_norm=cfg.max_grad_norm, poisson=cfg.poisson,
                                     on_norms=self._count_clipped, **kw)
-            self._account(client, rate=min(1.0, batch_size / n), steps=steps)
+            self._account(client, rate=sample_rate(n, batch_size=batch_size), steps=steps)
             return losses
 
         return private

@@ -46,6 +46,11 @@ def per_sample_norms(params: list[torch.Tensor]) -> torch.Tensor:
                         for p in params], dim=1).norm(dim=1)
 
 
+def sample_rate(n: int, *, batch_size: int) -> float:
+    """Each record's chance to be in a step's batch: ``batch_size / n`` (at most 1)."""
+    return min(1.0, batch_size / n)
+
+
 def poisson_batches(n: int, *, rate: float, steps: int,
                     generator: torch.Generator) -> Iterator[torch.Tensor]:
     """``steps`` batches, each record in each independently with probability ``rate`` (the
@@ -72,7 +77,7 @@ def dp_local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], 
         The per-step mean of the records' losses (0.0 for an empty Poisson batch).
     """
     n = int(data["input_ids"].shape[0])
-    rate = min(1.0, batch_size / n)
+    rate = sample_rate(n, batch_size=batch_size)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     gen = torch_generator(seed)

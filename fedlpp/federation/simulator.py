@@ -105,7 +105,7 @@ def drive(ctx: RunContext, *, server: Any, client: Any, watch: Observer,
         watch.on_evaluate(rnd)
         record = RoundRecord.of(rnd, clients=clients, sent=sent, verdicts=verdicts,
                                 refused=refused,
-                                aggregation=getattr(server, "aggregation_report", None))
+                                aggregation=server.aggregation_report)
         if rnd % cfg.eval.every == 0 or rnd == cfg.fed.rounds:
             evaluation.measure(record, master=server.master, upcoming=upcoming)
         rounds.append(record)

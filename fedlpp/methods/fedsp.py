@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -125,6 +125,11 @@ class FedSPServer:
             self._sent[rnd] = Broadcast(round=sent.round, packed=sent.packed,
                                         proxy={**sent.proxy, USE_AUX: torch.tensor(AUX)})
         return self._sent[rnd]
+
+    @property
+    def aggregation_report(self) -> dict[str, Any]:
+        """What the aggregation rule did in the last round."""
+        return self.inner.aggregation_report
 
     def aggregate(self, rnd: int, uploads: Iterable[Upload], *,
                   observe: Callable[[Verdict], None] | None = None,
