@@ -201,3 +201,22 @@ def test_dp_sgd_without_noise_trains_a_classifier_as_plain_training_does(tmp_pat
     assert same["final"]["central"]["loss"] == pytest.approx(plain["final"]["central"]["loss"],
                                                              abs=1e-5)
     assert same["final"]["central"]["accuracy"] == plain["final"]["central"]["accuracy"]
+
+
+def test_empty_poisson_batches_add_no_loss_and_all_empty_gives_the_records_loss(tiny):
+    model, data = tiny
+    start = {n: t.clone() for n, t in trainable_state(model).items()}
+    steps = []
+    load_state(model, {n: t.clone() for n, t in start.items()})
+    losses = dp_local_train(model=model, data=data, steps=6, batch_size=1, lr=0.01, seed=0,
+                            noise_multiplier=1.0, max_grad_norm=1.0, poisson=True,
+                            on_step=steps.append)
+    assert len(steps) == 6 and any(not s.batch for s in steps) and any(s.batch for s in steps)
+    assert losses == [s.loss for s in steps if s.batch]
+    # a rate so small that no record is ever drawn: the loss is that of all the records
+    small = {k: v[:4] for k, v in data.items()}
+    load_state(model, {n: t.clone() for n, t in start.items()})
+    (only,) = dp_local_train(model=model, data=small, steps=1, batch_size=0, lr=0.01, seed=0,
+                             noise_multiplier=1.0, max_grad_norm=1.0, poisson=True)
+    with torch.no_grad():
+        assert only == pytest.approx(float(sequence_losses(model, small).mean()), rel=1e-6)

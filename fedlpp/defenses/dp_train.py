@@ -74,7 +74,9 @@ def dp_local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], 
     shared model is left as it was found apart from its trained tensors.
 
     Returns:
-        The per-step mean of the records' losses (0.0 for an empty Poisson batch).
+        The mean of the records' losses of each step with a non-empty batch (an empty Poisson
+        batch has none; its ``Step`` says ``batch=[]``, ``loss=0.0``). If every batch was
+        empty, the one mean loss of all the records.
     """
     n = int(data["input_ids"].shape[0])
     rate = sample_rate(n, batch_size=batch_size)
@@ -104,15 +106,17 @@ def dp_local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], 
                     losses.append(float(loss.detach()))
                     if on_norms is not None:
                         on_norms(per_sample_norms(params))
-                else:  # an empty Poisson batch: the step is the noise alone
+                else:  # an empty Poisson batch: the step is the noise alone, and has no loss
                     for p in params:
                         p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
-                    losses.append(0.0)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 if on_step is not None:
-                    on_step(Step(batch=idx.tolist(), loss=losses[-1],
+                    on_step(Step(batch=idx.tolist(), loss=losses[-1] if len(idx) else 0.0,
                                  seconds=time.perf_counter() - t0))
         finally:
             wrapped.to_standard_module()
+    if not losses:  # every batch was empty: the client's loss is that of all its records
+        with torch.no_grad():
+            losses = [float(sequence_losses(model, trim(dict(data))).mean())]
     return losses
