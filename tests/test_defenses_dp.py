@@ -150,10 +150,13 @@ def test_dp_fedavg_noise_std_and_epsilon_are_as_stated(tmp_path):
                          'accountant = "prv"}]')
     (report,) = result["defenses"]
     assert report["noisy_rounds"] == 2
-    # equal shards of equal weight: z * S / m with m = 2 clients
-    sizes = {len(c) for c in prepare_run(load_config(None, [*TINY, "fed.num_clients=4"])).splits.members}
-    if len(sizes) == 1:
-        assert report["noise_std"] == pytest.approx(1.5 * 0.05 / 2)
+    # z * S * max(w) / sum(w) over each round's 2 clients (weights = their member counts; equal
+    # weights would give Flower's z * S / m), averaged over the rounds
+    sizes = [len(c) for c in prepare_run(load_config(None, [*TINY, "fed.num_clients=4"])).splits.members]
+    stds = [1.5 * 0.05 * max(sizes[c] for c in r["clients"]) / sum(sizes[c] for c in r["clients"])
+            for r in result["rounds"]]
+    assert all(len(r["clients"]) == 2 for r in result["rounds"])
+    assert report["noise_std"] == pytest.approx(sum(stds) / len(stds), rel=1e-12)
     acc = PRVAccountant()
     acc.history = [(1.5, 0.5, 2)]
     assert report["epsilon"]["value"] == pytest.approx(acc.get_epsilon(delta=1e-5), rel=1e-9)
