@@ -78,6 +78,9 @@ def _finished(path: Path) -> bool:
         return False
 
 
+ENGINES = ("simulator", "flower")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from fedlpp.config import load_config
 
@@ -90,10 +93,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fedlpp.federation.simulator import RunFailed, run_federation
     from fedlpp.io import atomic_write_json
 
+    if args.engine not in ENGINES:
+        raise FedlppError(f"Invalid --engine: {args.engine!r} (allowed: {', '.join(ENGINES)})")
+    if args.engine == "flower":
+        from fedlpp.flower.server_app import check_engine
+
+        check_engine(cfg)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg.to_dict())
     try:
-        result = run_federation(cfg, out=out, quiet=args.quiet)
+        if args.engine == "flower":
+            from fedlpp.flower.simulation import run_flower_simulation
+
+            result = run_flower_simulation(cfg, out=out, quiet=args.quiet)
+        else:
+            result = run_federation(cfg, out=out, quiet=args.quiet)
     except RunFailed as exc:  # not a bad input (exit 2): the run started, then failed
         print(f"error: {exc} (recorded in {done})", file=sys.stderr)
         return 1
@@ -183,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set quant.bits=4 (repeatable)")
     t.add_argument("--out", required=True, help="run directory (result.json, trace/)")
     t.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    t.add_argument("--engine", default="simulator",
+                   help="simulator (in this process) or flower (a Flower simulation: each "
+                        "client a ClientApp; same numbers)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
     a = sub.add_parser("attack", help="run attacks on a finished run")

@@ -1,13 +1,16 @@
-"""The in-process simulator: the FedLPP round, read top to bottom, over a server object and a
-client object (built by the training method). The trace, the console and the timer observe it.
+"""The in-process simulator: the FedLPP round, read top to bottom, over a server object (built
+by the training method) and a transport that gets each sampled client's upload for a broadcast
+(here the method's client object in this process; :mod:`fedlpp.flower` sends the same bytes over
+Flower). The trace, the console and the timer observe it.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fedlpp.adversaries import build_adversaries
 from fedlpp.config import RunConfig
@@ -16,7 +19,7 @@ from fedlpp.errors import FedlppError
 from fedlpp.federation.context import RunContext, prepare_run
 from fedlpp.federation.evaluation import Evaluation
 from fedlpp.federation.observers import Console, Observer, Observers, Timer
-from fedlpp.federation.records import RoundRecord, RunResult
+from fedlpp.federation.records import RoundRecord, RunResult, Step, Upload
 from fedlpp.federation.trace import TraceWriter
 from fedlpp.io import atomic_write_json
 from fedlpp.meta import provenance
@@ -32,6 +35,24 @@ class RunFailed(RuntimeError):
         self.result = result
 
 
+class Training(Protocol):
+    """Gets the uploads of round ``rnd``'s ``clients`` for the broadcast bytes ``payload``, in
+    the order of ``clients``; ``on_step(client, step)`` sees each local step."""
+
+    def __call__(self, clients: list[int], *, rnd: int, payload: bytes,
+                 on_step: Callable[[int, Step], None]) -> Iterable[Upload]: ...
+
+
+def in_process(client: Any) -> Training:
+    """Training by the method's client object in this process, one client after another (each
+    upload is aggregated before the next client trains)."""
+    def train(clients: list[int], *, rnd: int, payload: bytes,
+              on_step: Callable[[int, Step], None]) -> Iterable[Upload]:
+        return (client.round(client=c, rnd=rnd, payload=payload,
+                             on_step=functools.partial(on_step, c)) for c in clients)
+    return train
+
+
 def sample_clients(*, num_clients: int, per_round: int, seed: int, rnd: int) -> list[int]:
     """The clients of round ``rnd`` (all when ``per_round`` is 0), seeded, sorted."""
     if per_round in (0, num_clients):
@@ -41,18 +62,22 @@ def sample_clients(*, num_clients: int, per_round: int, seed: int, rnd: int) -> 
 
 
 def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool = True,
-                   ctx: RunContext | None = None) -> dict[str, Any]:
+                   ctx: RunContext | None = None,
+                   transport: Callable[[RunContext], Training] | None = None) -> dict[str, Any]:
     """Run federated training as configured; write ``out/result.json`` and the trace.
 
     ``quiet`` hides the progress bar; ``echo`` prints one line per round; ``ctx`` is an already
-    prepared run (``prepare_run(cfg)``), e.g. to attack it afterwards with the same model.
+    prepared run (``prepare_run(cfg)``), e.g. to attack it afterwards with the same model;
+    ``transport`` makes the :class:`Training` from the prepared run (default: the method's
+    client object in this process).
     Bad inputs raise FedlppError before anything is written; a failure once the run has started
     writes ``result.json`` with ``status: "failed"`` and raises :class:`RunFailed`.
     """
     timer = Timer()
     try:
         ctx = ctx or prepare_run(cfg)
-        server, client, defenses = build_parts(ctx)
+        server, defenses = build_server(ctx)
+        train = transport(ctx) if transport else in_process(build_client(ctx, defenses=defenses))
     except FedlppError:
         raise  # a bad input: nothing was started
     except Exception as exc:  # noqa: BLE001 - e.g. a model file that cannot be read
@@ -62,7 +87,7 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
     watch = Observers(timer, trace, Console(quiet=quiet, echo=echo))
     rounds: list[RoundRecord] = []
     try:
-        evaluation = drive(ctx, server=server, client=client, watch=watch, rounds=rounds)
+        evaluation = drive(ctx, server=server, train=train, watch=watch, rounds=rounds)
         result = RunResult(status="ok", config=cfg.to_dict(), rounds=rounds,
                            defenses=[{"name": d.name, **d.report()} for d in defenses],
                            meta=_meta(timer, ctx), **evaluation.outcome())
@@ -74,7 +99,7 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
     return result.to_dict()
 
 
-def drive(ctx: RunContext, *, server: Any, client: Any, watch: Observer,
+def drive(ctx: RunContext, *, server: Any, train: Training, watch: Observer,
           rounds: list[RoundRecord]) -> Evaluation:
     """The rounds, top to bottom; each finished round is appended to ``rounds``. Returns the
     run's measurements (the untrained model, each evaluated round, the round it reports)."""
@@ -93,9 +118,8 @@ def drive(ctx: RunContext, *, server: Any, client: Any, watch: Observer,
         # 3. local training on each sampled client from exactly the bytes it received, and
         # 4. the server decodes, checks and aggregates each upload as it arrives (one at a
         #    time), then updates the master straight-through
-        uploads = (client.round(client=c, rnd=rnd, payload=sent.data,
-                                on_step=functools.partial(watch.on_step, rnd, c))
-                   for c in clients)
+        uploads = train(clients, rnd=rnd, payload=sent.data,
+                        on_step=functools.partial(watch.on_step, rnd))
         verdicts, refused = server.aggregate(rnd, uploads,
                                              observe=lambda v, r=rnd: watch.on_verdict(r, v))
         # 5. the next broadcast, then the utility of the new master (central) and of that
@@ -115,14 +139,29 @@ def drive(ctx: RunContext, *, server: Any, client: Any, watch: Observer,
 
 def build_parts(ctx: RunContext) -> tuple[Any, Any, list[Defense]]:
     """The configured method's server and client objects, and the defenses they share."""
-    cfg = ctx.cfg
+    server, defenses = build_server(ctx)
+    return server, build_client(ctx, defenses=defenses), defenses
+
+
+def build_server(ctx: RunContext) -> tuple[Any, list[Defense]]:
+    """The configured method's server object and the run's defenses, bound to the run."""
+    defenses = bound_defenses(ctx.cfg)
+    return build_method(ctx.cfg.fed.method).server(ctx, defenses=defenses), defenses
+
+
+def bound_defenses(cfg: RunConfig) -> list[Defense]:
+    """The run's defenses, bound to its seed and federation."""
     defenses = build_defenses(cfg.defenses)
     for d in defenses:
         d.bind(seed=cfg.seed, fed=cfg.fed)
+    return defenses
+
+
+def build_client(ctx: RunContext, *, defenses: list[Defense]) -> Any:
+    """The configured method's client object (with the run's adversaries)."""
+    cfg = ctx.cfg
     adversaries = build_adversaries(cfg.adversaries, num_clients=cfg.fed.num_clients)
-    method = build_method(cfg.fed.method)
-    return (method.server(ctx, defenses=defenses),
-            method.client(ctx, defenses=defenses, adversaries=adversaries), defenses)
+    return build_method(cfg.fed.method).client(ctx, defenses=defenses, adversaries=adversaries)
 
 
 def _meta(timer: Timer, ctx: RunContext | None) -> dict[str, Any]:
