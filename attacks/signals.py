@@ -100,9 +100,9 @@ def compute_signals(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *,
             mu = (p * logp).sum(-1)
             sigma = ((p * logp.square()).sum(-1) - mu.square()).clamp(min=0).sqrt()
             tok = logp.gather(-1, labels[row][keep][:, None])[:, 0]
-            lps.append(tok.numpy().astype(np.float64))
-            mus.append(mu.numpy().astype(np.float64))
-            sigmas.append(sigma.numpy().astype(np.float64))
+            lps.append(tok.cpu().numpy().astype(np.float64))
+            mus.append(mu.cpu().numpy().astype(np.float64))
+            sigmas.append(sigma.cpu().numpy().astype(np.float64))
         del logits
     model.train(was_training)
     return SampleSignals(indices=np.asarray(indices), token_logprobs=lps, token_mu=mus,

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from fedlpp.config import RunConfig, from_dict, merge, parse_set
+from fedlpp.device import device_id
 from fedlpp.errors import FedlppError
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -215,8 +216,13 @@ def _check_names(config: RunConfig, *, where: str) -> None:
 
 def cell_id(config: RunConfig, attacks: AttackPlan) -> str:
     """Stable id: the hash of the resolved config and attack plan."""
-    blob = json.dumps({"config": config.to_dict(), "attacks": dataclasses.asdict(attacks)},
-                      sort_keys=True)
+    values = config.to_dict()
+    # where a cell computes is part of its identity only off the CPU, so CPU cells keep the ids
+    # they had before system.device existed
+    device = device_id(values.pop("system")["device"])
+    if device:
+        values["device"] = device
+    blob = json.dumps({"config": values, "attacks": dataclasses.asdict(attacks)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -176,6 +176,18 @@ class TraceConfig:
 
 
 @dataclass
+class SystemConfig:
+    """Where the run computes (not what it computes: a CPU run's ids and numbers ignore it)."""
+
+    device: str = "auto"  # auto (CUDA if torch sees one, else CPU), cpu, cuda, cuda:N
+
+    def __post_init__(self) -> None:
+        from fedlpp.device import check_device_name
+
+        check_device_name(self.device)
+
+
+@dataclass
 class RunConfig:
     """A whole FedLPP run."""
 
@@ -187,6 +199,7 @@ class RunConfig:
     fed: FedConfig = field(default_factory=FedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     trace: TraceConfig = field(default_factory=TraceConfig)
+    system: SystemConfig = field(default_factory=SystemConfig)
     # plugin tables: {name = ..., option = value}; adversaries name a `behaviour` instead
     aggregator: dict[str, Any] = field(default_factory=lambda: {"name": "mean"})
     defenses: list[dict[str, Any]] = field(default_factory=list)

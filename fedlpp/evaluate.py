@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fedlpp.data.batching import scoring_batches, trim
+from fedlpp.device import model_device, to_device
 
 
 @torch.no_grad()
@@ -41,7 +42,8 @@ def per_record_losses(model: torch.nn.Module, data: Mapping[str, torch.Tensor], 
             counts.append(torch.ones_like(labels))
             preds.append(logits.argmax(dim=-1))
     model.train(was_training)
-    return torch.cat(losses), torch.cat(counts), (torch.cat(preds) if preds else None)
+    return (torch.cat(losses).cpu(), torch.cat(counts).cpu(),
+            (torch.cat(preds).cpu() if preds else None))
 
 
 def utility(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *, task: str,
@@ -66,7 +68,7 @@ def lora_gradient(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> 
     params = [p for p in model.parameters() if p.requires_grad]
     was_training = model.training
     model.eval()  # no dropout: the two gradients must differ only by the weights
-    loss = model(**trim(batch)).loss
+    loss = model(**to_device(trim(batch), model_device(model))).loss
     grads = torch.autograd.grad(loss, params)
     model.train(was_training)
     return torch.cat([g.reshape(-1).float() for g in grads])

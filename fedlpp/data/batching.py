@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
+from fedlpp.device import model_device, to_device
+
 LOGITS_BUDGET = 16 * 2**20  # bytes of float32 logits one scoring batch may hold
 
 
@@ -48,5 +50,6 @@ def scoring_batches(model: torch.nn.Module, data: Mapping[str, torch.Tensor], *,
     vocab = getattr(getattr(model, "config", None), "vocab_size", None) if task == "lm" else None
     if vocab:
         batch_size = max(1, min(batch_size, LOGITS_BUDGET // (4 * max(width, 1) * vocab)))
+    device = model_device(model)
     for start in range(0, n, batch_size):
-        yield trim({k: v[start : start + batch_size] for k, v in data.items()})
+        yield to_device(trim({k: v[start : start + batch_size] for k, v in data.items()}), device)

@@ -20,6 +20,7 @@ from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 
 from fedlpp.data.batching import batch_slices, trim
+from fedlpp.device import model_device, to_device
 from fedlpp.federation.records import Step
 from fedlpp.seeding import derive_seed, seed_torch, torch_generator
 
@@ -27,6 +28,7 @@ from fedlpp.seeding import derive_seed, seed_torch, torch_generator
 def sequence_losses(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """One loss per record of ``batch``: mean next-token NLL over the record's own labels
     (``lm``: 2-D labels, -100 ignored) or the cross-entropy of its label (``cls``)."""
+    batch = to_device(batch, model_device(model))
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     labels = batch["labels"]
     logits = model(**inputs).logits.float()

@@ -19,6 +19,7 @@ from fedlpp.adversaries import Adversary
 from fedlpp.config import FedConfig
 from fedlpp.data.batching import batch_slices, trim
 from fedlpp.defenses import Defense, Trainer
+from fedlpp.device import model_device, to_device
 from fedlpp.federation.records import LocalUpdate, Step, Upload
 from fedlpp.federation.wire import Layout, decode_body, encode_upload
 from fedlpp.models import load_state, trainable_state
@@ -52,10 +53,11 @@ def local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], ste
     gen = torch_generator(seed)
     seed_torch(seed)  # dropout, if configured
     n = int(data["input_ids"].shape[0])
+    device = model_device(model)
     losses: list[float] = []
     for idx in batch_slices(n, batch_size=batch_size, steps=steps, generator=gen):
         t0 = time.perf_counter()
-        batch = trim({k: v[idx] for k, v in data.items()})
+        batch = to_device(trim({k: v[idx] for k, v in data.items()}), device)
         loss = model(**batch).loss
         loss.backward()
         opt.step()

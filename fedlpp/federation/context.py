@@ -19,6 +19,7 @@ from fedlpp.config import QuantConfig, RunConfig
 from fedlpp.data import TextDataset, load_dataset
 from fedlpp.data.encode import encode
 from fedlpp.data.partition import Splits, make_splits
+from fedlpp.device import device_id, resolve_device
 from fedlpp.errors import FedlppError
 from fedlpp.evaluate import per_record_losses, summarize
 from fedlpp.models import (
@@ -66,8 +67,10 @@ class RunContext:
         if not set(private) <= set(loaded):
             return None
         config = self.cfg.to_dict()
+        device = device_id(self.cfg.system.device)  # none on the CPU: keys as before devices
         return content_key(model=config["model"], lora=config["lora"],
-                           tensors=tensors_key({n: loaded[n] for n in private}))
+                           tensors=tensors_key({n: loaded[n] for n in private}),
+                           **({"device": device} if device else {}))
 
     def shared(self, kind: str, *, loaded: Mapping[str, torch.Tensor],
                data: Mapping[str, torch.Tensor], compute: Callable[[], Any],
@@ -161,7 +164,8 @@ def prepare_run(cfg: RunConfig) -> RunContext:
 
     t0 = time.perf_counter()
     num_labels = len(dataset.label_names) if dataset.task == "cls" and dataset.label_names else None
-    bundle = load_model(cfg.model, cfg.lora, task=dataset.task, num_labels=num_labels, seed=cfg.seed)
+    bundle = load_model(cfg.model, cfg.lora, task=dataset.task, num_labels=num_labels, seed=cfg.seed,
+                        device=resolve_device(cfg.system.device))
     model_load_s = time.perf_counter() - t0
 
     def enc(indices: list[int]) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from fedlpp.adversaries import build_adversaries
 from fedlpp.config import RunConfig
 from fedlpp.defenses import Defense, build_defenses
+from fedlpp.device import describe, model_device
 from fedlpp.errors import FedlppError
 from fedlpp.federation.context import RunContext, prepare_run
 from fedlpp.federation.evaluation import Evaluation
@@ -165,7 +166,8 @@ def build_client(ctx: RunContext, *, defenses: list[Defense]) -> Any:
 
 
 def _meta(timer: Timer, ctx: RunContext | None) -> dict[str, Any]:
-    return {**provenance(), "seconds": time.perf_counter() - timer.t0,
+    where = describe(model_device(ctx.bundle.model)) if ctx is not None else {}
+    return {**provenance(), **where, "seconds": time.perf_counter() - timer.t0,
             "timing": timer.summary(model_load_s=ctx.model_load_s if ctx else 0.0)}
 
 

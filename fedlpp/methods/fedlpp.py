@@ -58,8 +58,9 @@ class FedLPP(Method):
 
     def server(self, ctx: RunContext, *, defenses: Sequence[Defense]) -> FedLPPServer:
         state = ctx.bundle.model.state_dict()
-        master = {n: state[n].detach().float().clone() for n in [*ctx.trainable, *ctx.static]}
-        reference = {n: state[n].detach() for n in ctx.trainable}
+        master = {n: state[n].detach().to("cpu", torch.float32, copy=True)
+                  for n in [*ctx.trainable, *ctx.static]}
+        reference = {n: state[n].detach().cpu() for n in ctx.trainable}
         cfg = ctx.cfg
         return FedLPPServer(master=master, reference=reference, static=ctx.static,
                             quantizer=ctx.quantizer, uploader=ctx.uploader,

@@ -19,6 +19,7 @@ from torch import nn
 from fedlpp.config import RunConfig
 from fedlpp.data import Record, TextDataset, load_dataset
 from fedlpp.data.batching import batch_slices, trim
+from fedlpp.device import model_device, to_device
 from fedlpp.errors import FedlppError
 from fedlpp.seeding import numpy_rng, seed_torch, torch_generator
 
@@ -116,7 +117,8 @@ def distill(aux: nn.Module, *, teacher: nn.Module, data: Mapping[str, torch.Tens
     losses: list[float] = []
     n = int(data["input_ids"].shape[0])
     for idx in batch_slices(n, batch_size=batch_size, steps=steps, generator=gen):
-        loss = hidden_mse(aux, teacher, trim({k: v[idx] for k, v in data.items()}))
+        loss = hidden_mse(aux, teacher, to_device(trim({k: v[idx] for k, v in data.items()}),
+                                                  model_device(aux)))
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

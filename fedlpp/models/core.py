@@ -126,7 +126,8 @@ def base_linear_weight_names(model: nn.Module) -> list[str]:
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Detached clones of every parameter that requires grad (LoRA A/B, modules_to_save heads).
+    """Detached CPU copies of every parameter that requires grad (LoRA A/B, modules_to_save
+    heads), wherever the model computes.
 
     Args:
         model: usually ``ModelBundle.model``.
@@ -134,7 +135,8 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     Returns:
         Parameter name -> tensor, in ``named_parameters`` order.
     """
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()
+            if p.requires_grad}
 
 
 def load_state(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
@@ -178,7 +180,7 @@ def _check_targets(model: nn.Module, targets: list[str], *, from_config: bool, n
 
 
 def load_model(cfg: ModelConfig, lora: LoraConfig, *, task: Task, num_labels: int | None = None,
-               seed: int) -> ModelBundle:
+               seed: int, device: torch.device | None = None) -> ModelBundle:
     """Build the base model named by ``cfg.name`` and wrap it with peft LoRA.
 
     Args:
@@ -187,6 +189,7 @@ def load_model(cfg: ModelConfig, lora: LoraConfig, *, task: Task, num_labels: in
         task: ``"lm"`` for causal LM, ``"cls"`` for sequence classification.
         num_labels: number of classes, required (>= 2) for ``"cls"``.
         seed: seeds ``torch`` right before LoRA init, so the adapter init is reproducible.
+        device: where the model computes (default: where its loader built it, the CPU).
 
     Returns:
         The bundle; LoRA A/B are trainable, and for ``"cls"`` the classifier head too
@@ -208,5 +211,7 @@ def load_model(cfg: ModelConfig, lora: LoraConfig, *, task: Task, num_labels: in
     )
     seed_torch(seed)
     model = peft.get_peft_model(base, peft_cfg)
+    if device is not None:
+        model.to(device)  # after LoRA init: the same initial adapter on every device
     return ModelBundle(model=model, tokenizer=tokenizer, task=task, name=cfg.name,
                        num_labels=num_labels if task == "cls" else None)
