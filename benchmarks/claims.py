@@ -7,13 +7,15 @@ the differences are paired); perplexity is compared on the log scale (the loss).
 "noise" when its 95 % percentile interval contains 0. With one seed the interval covers
 test-record noise only, and the claim says so. Claims about trained models ((a), (b), (d)) are
 judged only on converged settings (:mod:`benchmarks.convergence`).
-(a) central utility at 2-4 bits matches fp32 FedAvg-LoRA: the upper end of the CI of what it loses
-    is at most ``MARGIN`` (10 %) of fp32's gain over the base model (an equivalence test: a loss
-    that is real but negligible still holds, a noisy one that could be large does not); not
-    judged when fp32's own gain over base is not significant (a ratio with a denominator that
-    may be 0);
-(b) proxy utility is well below central: the proxy keeps < 90 % of the central gain over base
-    and is worse than central beyond noise;
+(a) central utility at 2-4 bits matches fp32 FedAvg-LoRA: held when the upper end of the CI of
+    what it loses is at most ``MARGIN`` (10 %) of fp32's gain over the base model (an
+    equivalence test: a loss that is real but negligible still holds), not held when the lower
+    end exceeds it, and "not resolved" when the interval straddles the margin (the sample cannot
+    tell); not judged when fp32's own gain over base is not significant (a ratio with a
+    denominator that may be 0);
+(b) proxy utility is well below central: held when the proxy keeps < 90 % of the central gain
+    over base and is worse than central beyond noise; not held when even the worst gap the
+    interval allows keeps >= 90 % of the gain; otherwise "not resolved";
 (c) downlink traffic is far below fp32 (<= 25 % of the fp32 bytes);
 (d) the share of gap (b) that the suite's primary recovery attack closes (named in the suite before
     anything ran, ``as-is`` by default; reported, not judged).
@@ -104,6 +106,14 @@ def _worse(row: dict[str, Any], diff: dict[str, Any]) -> bool:
     return diff["ci"] is not None and min(_sign(row) * e for e in diff["ci"]) > 0
 
 
+def _kept_at_worst(row: dict[str, Any], gap: dict[str, Any]) -> float:
+    """The share of the central gain the proxy keeps at the worse end of ``gap``'s interval."""
+    f, sign = log_if(row["metric"]), _sign(row)
+    gain = sign * (f(row["base"]) - f(row["central"][0]))
+    worst = max(sign * e for e in gap["ci"])
+    return 1.0 - worst / gain if gain > 0 else float("nan")
+
+
 def _kept(row: dict[str, Any], value: float) -> float:
     """The share of the central gain over base that ``value`` keeps (log scale for perplexity)."""
     f = log_if(row["metric"])
@@ -131,7 +141,8 @@ def _claim_a(low: list[dict], fp: dict) -> str:
             detail.append(f"{head}, fp32's gain over base is not significant "
                           f"({_ci_text(gain, '+.3f')})")
         else:
-            verdicts.append("held" if lost["ci"] and lost["ci"][1] <= MARGIN else "not held")
+            verdicts.append("held" if lost["ci"][1] <= MARGIN
+                            else "not held" if lost["ci"][0] > MARGIN else "not resolved")
             detail.append(f"{head}, loses {lost['value']:.1%} of fp32's gain "
                           f"({_ci_text(lost, '.1%')})")
     verdict = _overall(verdicts)
@@ -139,10 +150,13 @@ def _claim_a(low: list[dict], fp: dict) -> str:
 
 
 def _overall(verdicts: list[str]) -> str:
-    """A claim over several rows: not judged if any row is, held only if every row holds."""
+    """A claim over several rows: not judged if any row is, held only if every row holds, not
+    held if any row does not, otherwise not resolved (some row's interval cannot tell)."""
     if "not judged" in verdicts:
         return "not judged"
-    return "held" if all(v == "held" for v in verdicts) else "not held"
+    if all(v == "held" for v in verdicts):
+        return "held"
+    return "not held" if "not held" in verdicts else "not resolved"
 
 
 def _claim_b(low: list[dict]) -> str:
@@ -150,8 +164,14 @@ def _claim_b(low: list[dict]) -> str:
     verdicts, detail = [], []
     for r in low:
         gap, kept = proxy_gap(r), _kept(r, r["proxy"][0])
+        if not _sign(r) * (log_if(r["metric"])(r["base"]) - log_if(r["metric"])(r["central"][0])) > 0:
+            verdicts.append("not judged")  # a share of no gain means nothing
+            detail.append(f"{r['bits']} proxy {r['proxy'][0]:.4g} vs central {r['central'][0]:.4g}"
+                          f" (central has no gain over base {r['base']:.4g} to keep)")
+            continue
         verdicts.append("not judged" if gap["ci"] is None
-                        else "held" if kept < KEEP and _worse(r, gap) else "not held")
+                        else "held" if kept < KEEP and _worse(r, gap)
+                        else "not held" if _kept_at_worst(r, gap) >= KEEP else "not resolved")
         diff = (f"{what} diff {gap['value']:+.3f}, {_ci_text(gap, '+.3f')}"
                 if gap["value"] is not None else gap["note"])
         detail.append(f"{r['bits']} proxy {r['proxy'][0]:.4g} vs central {r['central'][0]:.4g} "
