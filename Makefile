@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 RUN_OUT ?= runs/default-$(shell date +%Y%m%d-%H%M%S)
 JOBS    ?= 2
 
-.PHONY: install run train paper test test-slow lint bench clean
+.PHONY: install run train paper test test-slow test-cuda lint bench clean
 
 $(STAMP): pyproject.toml examples/fedlpp-example-attack/pyproject.toml \
           examples/fedlpp-example-defense/pyproject.toml
@@ -39,6 +39,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+test-cuda: $(STAMP)
+	$(BIN)/python -m pytest -q -m cuda
 
 lint: $(STAMP)
 	$(BIN)/ruff check fedlpp attacks tests benchmarks
