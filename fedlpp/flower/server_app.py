@@ -149,11 +149,14 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """``config`` (a TOML run config, "" for the defaults), ``set`` (overrides, ``;``-separated
-    ``key=value``) and ``out`` (the run directory, on the ServerApp's machine)."""
+    ``key=value``) and ``out`` (the run directory, on the ServerApp's machine). Relative paths
+    are taken against this process's working directory: Flower starts the ServerApp in the
+    SuperLink's (``flwr run`` sends no directory of its own)."""
     rc = context.run_config
     overrides = [s.strip() for s in str(rc.get("set", "")).split(";") if s.strip()]
-    cfg = load_config(str(rc["config"]) or None, overrides)
-    run_on_grid(grid, cfg, out=Path(str(rc["out"])), quiet=True,
-                round_timeout=float(rc.get("round-timeout", ROUND_TIMEOUT_S)))
+    config = str(rc.get("config", ""))
+    cfg = load_config(Path(config).expanduser().absolute() if config else None, overrides)
+    run_on_grid(grid, cfg, out=Path(str(rc.get("out", "runs/flower"))).expanduser().absolute(),
+                quiet=True, round_timeout=float(rc.get("round-timeout", ROUND_TIMEOUT_S)))
 
 
