@@ -106,11 +106,15 @@ def _worse(row: dict[str, Any], diff: dict[str, Any]) -> bool:
     return diff["ci"] is not None and min(_sign(row) * e for e in diff["ci"]) > 0
 
 
+def _central_gain(row: dict[str, Any]) -> float:
+    """Central's gain over base, positive = better (log scale for perplexity)."""
+    f = log_if(row["metric"])
+    return _sign(row) * (f(row["base"]) - f(row["central"][0]))
+
+
 def _kept_at_worst(row: dict[str, Any], gap: dict[str, Any]) -> float:
     """The share of the central gain the proxy keeps at the worse end of ``gap``'s interval."""
-    f, sign = log_if(row["metric"]), _sign(row)
-    gain = sign * (f(row["base"]) - f(row["central"][0]))
-    worst = max(sign * e for e in gap["ci"])
+    gain, worst = _central_gain(row), max(_sign(row) * e for e in gap["ci"])
     return 1.0 - worst / gain if gain > 0 else float("nan")
 
 
@@ -164,7 +168,7 @@ def _claim_b(low: list[dict]) -> str:
     verdicts, detail = [], []
     for r in low:
         gap, kept = proxy_gap(r), _kept(r, r["proxy"][0])
-        if not _sign(r) * (log_if(r["metric"])(r["base"]) - log_if(r["metric"])(r["central"][0])) > 0:
+        if not _central_gain(r) > 0:
             verdicts.append("not judged")  # a share of no gain means nothing
             detail.append(f"{r['bits']} proxy {r['proxy'][0]:.4g} vs central {r['central'][0]:.4g}"
                           f" (central has no gain over base {r['base']:.4g} to keep)")
@@ -186,7 +190,9 @@ def _claim_d(low: list[dict]) -> str:
         if r["recovery_attack"] == "–":
             continue
         gap = proxy_gap(r)
-        if gap["ci"] is None:
+        if not _central_gain(r) > 0:
+            closed.append(f"{r['bits']} not judged (central has no gain over base to recover)")
+        elif gap["ci"] is None:
             closed.append(f"{r['bits']} not judged (the gap has {gap['note']})")
         elif not _worse(r, gap) or _kept(r, r["proxy"][0]) >= 1.0:
             closed.append(f"{r['bits']} no gap to close (proxy not worse than central beyond noise)")

@@ -122,6 +122,10 @@ def test_b_is_not_held_when_even_the_worst_gap_keeps_the_gain():
     assert "**not held**" in claim(lines, "b")
 
 
-def test_b_is_not_judged_when_central_gained_nothing():
-    lines = check_claims(setting([80 / lv for lv in LEVELS], [2.0] * 3))  # central = base
+def test_b_and_d_are_not_judged_when_central_gained_nothing():
+    rows = setting([80 / lv for lv in LEVELS], [2.0] * 3)  # central = base, the proxy far worse
+    for r in rows:
+        r["recovery_attack"], r["recovered"] = "as-is", r["proxy"]
+    lines = check_claims(rows)
     assert "**not judged**" in claim(lines, "b") and "no gain over base" in claim(lines, "b")
+    assert "nf-2 not judged (central has no gain over base to recover)" in claim(lines, "d")
