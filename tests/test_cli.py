@@ -80,3 +80,21 @@ def test_bad_cli_usage_is_one_line(capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--out" in err
     assert main(["frobnicate"]) == 2
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--engine", "flwr"], ["--engine", "'flwr'", "simulator, flower"]),
+        (["--engine", "flower", "--set", 'defenses=[{name = "dp-sgd"}]'],
+         ["dp-sgd", "--engine simulator"]),
+        (["--set", "system.device=gpu"], ["system.device", "'gpu'", "auto, cpu, cuda"]),
+    ],
+)
+def test_bad_engine_or_device_exit_2_with_one_line(tmp_path, capsys, args, words):
+    out = tmp_path / "x"
+    code = main(["train", *_sets(), *args, "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert all(w in err for w in words), err
+    assert not (out / "result.json").exists()
