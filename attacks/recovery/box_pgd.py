@@ -66,6 +66,9 @@ def box_pgd(obs: Observation, *, config: BoxPGDConfig) -> AttackResult:
     boxes = payload_boxes(packed)  # raises first for quantizers without intervals
     start = box_start(obs.ctx.dequantize(packed), boxes, start=config.start)
     params = {n: p for n, p in obs.ctx.model.named_parameters() if p.requires_grad and n in boxes}
+    # the boxes where the model computes (the same tensors on the CPU)
+    boxes = {n: (lo.to(params[n].device), hi.to(params[n].device)) if n in params else (lo, hi)
+             for n, (lo, hi) in boxes.items()}
 
     def project() -> None:  # after every optimizer step, back into the payload's box
         for name, p in params.items():
