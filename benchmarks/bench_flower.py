@@ -9,15 +9,18 @@ the SuperLink in memory, each ClientApp preparing the run once) cancels out, as 
 loading. Prints each wall time, the medians, the per-round overhead of Flower over the simulator
 (target <= 10 %), and whether both engines wrote the same numbers.
 
-The simulator trains the round's clients one after the other with torch's threads; the Flower
-simulation trains them in parallel, one Ray worker (one CPU, one thread) each. Both use the
-same cores.
+The simulator trains the round's clients one after the other with torch's threads. With
+``--cpus-per-client`` equal to the machine's cores (the default), Flower's simulation does the
+same (one Ray worker at a time, with every thread), so the difference is Flower's own per-round
+cost: messages, a separate client process and its copy of the model. With 1, its workers train
+the clients in parallel, one thread each, a different use of the same cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -36,11 +39,11 @@ SETS = ["data.name=kjv-lm", "data.max_records=160", "data.seq_len=32", "fed.num_
 NUMBERS = ("status", "final", "final_records", "selection", "rounds", "comm")
 
 
-def run(engine: str, sets: list[str], out: Path) -> tuple[float, dict]:
+def run(engine: str, sets: list[str], out: Path, *, cpus: float) -> tuple[float, dict]:
     cfg = load_config(None, sets)
     t0 = time.perf_counter()
     if engine == "flower":
-        result = run_flower_simulation(cfg, out=out)
+        result = run_flower_simulation(cfg, out=out, num_cpus_per_client=cpus)
     else:
         result = run_federation(cfg, out=out, quiet=True, echo=False)
     return time.perf_counter() - t0, {k: result.get(k) for k in NUMBERS}
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="smollm2-135m", help="model.name (tiny-llama: no download)")
     ap.add_argument("--rounds", type=int, nargs=2, default=[1, 4], metavar=("FEW", "MANY"))
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--cpus-per-client", type=int, default=os.cpu_count() or 1,
+                    help="Ray CPUs per Flower client (default: all cores, one client at a time)")
     args = ap.parse_args(argv)
     few, many = args.rounds
     if not 0 < few < many:
@@ -62,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             for rounds in (few, many):
                 for engine in ("simulator", "flower"):
                     sets = [f"model.name={args.model}", *SETS, f"fed.rounds={rounds}"]
-                    wall, got = run(engine, sets, Path(tmp) / f"{engine}-{rounds}-{rep}")
+                    wall, got = run(engine, sets, Path(tmp) / f"{engine}-{rounds}-{rep}",
+                                    cpus=args.cpus_per_client)
                     walls.setdefault((engine, rounds), []).append(wall)
                     if rounds == many:
                         numbers[engine] = got
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     per_round = {e: (med[(e, many)] - med[(e, few)]) / (many - few) for e in ("simulator", "flower")}
     same = numbers["simulator"] == numbers["flower"]
     print(f"model {args.model}, 2 clients, rounds {few} vs {many}, {args.repeats} repeat(s), "
-          "alternating; medians:")
+          f"alternating, {args.cpus_per_client} CPU(s) per Flower client; medians:")
     for e in ("simulator", "flower"):
         print(f"  {e:<9} {few} round(s) {med[(e, few)]:.1f} s, {many} rounds {med[(e, many)]:.1f} s,"
               f" per round {per_round[e]:.2f} s")
