@@ -132,6 +132,11 @@ def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
         raise FedlppError(f"Invalid --executor: {executor!r} (allowed: {', '.join(EXECUTORS)})")
     if address is not None and executor != "ray":
         raise FedlppError(f"--address {address!r} needs --executor ray")
+    if address is not None and any(c.config.system.device == "auto" for c in suite.cells):
+        # a cell's id records its device, resolved here; a cluster's nodes may differ
+        raise FedlppError(f"--address {address!r}: system.device 'auto' would be resolved on "
+                          "this machine, not on the cluster's nodes; set it (allowed here: cpu, "
+                          "cuda, cuda:N), e.g. --set system.device=cpu")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "suite.json", {
         "name": suite.name, "description": suite.description, "file": suite.path.name,

@@ -73,7 +73,8 @@ def test_on_a_cluster_cells_run_in_their_own_directory_and_come_back(tmp_path, r
         path = tmp_path / "ok.toml"
         path.write_text(SUITE.read_text().replace("seed = [0, 1]", "seed = [0, 3]"))
         out = tmp_path / "out"
-        records = run_suite(load_suite(path), out=out, quiet=True, executor="ray",
+        records = run_suite(load_suite(path, ["system.device=cpu"]), out=out, quiet=True,
+                            executor="ray",
                             address=f"127.0.0.1:{port}", work=ray_cells.flaky)
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
@@ -89,3 +90,11 @@ def test_on_a_cluster_cells_run_in_their_own_directory_and_come_back(tmp_path, r
 def test_bad_executor_options_are_one_line_errors(tmp_path, kw, needle):
     with pytest.raises(FedlppError, match=needle):
         run_suite(load_suite(SUITE), out=tmp_path, quiet=True, **kw)
+
+
+def test_a_cluster_needs_the_device_named_before_anything_runs(tmp_path):
+    with pytest.raises(FedlppError, match=r"system.device 'auto' would be resolved on this "
+                                          r"machine.*--set system.device=cpu"):
+        run_suite(load_suite(SUITE), out=tmp_path / "out", quiet=True, executor="ray",
+                  address="10.0.0.1:6379")
+    assert not (tmp_path / "out").exists()
