@@ -113,9 +113,9 @@ def _central_gain(row: dict[str, Any]) -> float:
 
 
 def _kept_at_worst(row: dict[str, Any], gap: dict[str, Any]) -> float:
-    """The share of the central gain the proxy keeps at the worse end of ``gap``'s interval."""
-    gain, worst = _central_gain(row), max(_sign(row) * e for e in gap["ci"])
-    return 1.0 - worst / gain if gain > 0 else float("nan")
+    """The share of the central gain (which must be > 0) the proxy keeps at the worse end of
+    ``gap``'s interval."""
+    return 1.0 - max(_sign(row) * e for e in gap["ci"]) / _central_gain(row)
 
 
 def _kept(row: dict[str, Any], value: float) -> float:

@@ -7,6 +7,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # offline: no usage reports from Flower
 
 TINY = [
     "model.name=tiny-llama", "data.name=kjv-lm", "data.max_records=120", "data.seq_len=24",

@@ -13,24 +13,21 @@ import types
 import pytest
 import torch
 from conftest import TINY, run_tiny
+from flwr.app import Error, Message, RecordDict
 from safetensors.torch import load_file
 
-pytest.importorskip("flwr")
-
-from flwr.app import Error, Message, RecordDict  # noqa: E402
-
-from fedlpp.config import load_config  # noqa: E402
-from fedlpp.errors import FedlppError  # noqa: E402
-from fedlpp.federation.records import Step, Upload  # noqa: E402
-from fedlpp.flower import client_app  # noqa: E402
-from fedlpp.flower.messages import (  # noqa: E402
+from fedlpp.config import load_config
+from fedlpp.errors import FedlppError
+from fedlpp.federation.records import Step, Upload
+from fedlpp.flower import client_app
+from fedlpp.flower.messages import (
     Instruction,
     decode_instruction,
     decode_reply,
     encode_instruction,
     encode_reply,
 )
-from fedlpp.flower.server_app import check_engine, discover, run_on_grid  # noqa: E402
+from fedlpp.flower.server_app import check_engine, discover, run_on_grid
 
 
 @pytest.fixture(autouse=True)
@@ -178,3 +175,10 @@ def test_a_flower_simulation_gives_the_simulators_numbers(tmp_path):
     result = run_flower_simulation(load_config(None, TINY), out=tmp_path / "flower")
     assert _same_numbers(result, plain)
     assert json.loads((tmp_path / "flower" / "result.json").read_text())["status"] == "ok"
+
+
+def test_a_malformed_node_answer_is_a_one_line_error():
+    from fedlpp.flower.messages import node_partition
+
+    with pytest.raises(FedlppError, match="malformed answer to the node query"):
+        node_partition(RecordDict())

@@ -19,12 +19,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import TINY, run_tiny
 from test_flower import _same_numbers
-
-pytest.importorskip("flwr")
-psutil = pytest.importorskip("psutil")
 
 pytestmark = pytest.mark.slow
 

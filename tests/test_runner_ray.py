@@ -12,7 +12,6 @@ from benchmarks.matrix import load_suite
 from benchmarks.runner import run_suite
 from fedlpp.errors import FedlppError
 
-pytest.importorskip("ray")
 TESTS = str(Path(__file__).parent)
 
 

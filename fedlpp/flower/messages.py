@@ -95,5 +95,8 @@ def node_record(partition: int) -> RecordDict:
 
 
 def node_partition(content: RecordDict) -> int:
-    return int(content.config_records[NODE]["partition-id"])
+    try:
+        return int(content.config_records[NODE]["partition-id"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise FedlppError(f"malformed answer to the node query: {exc!r}") from None
 

@@ -124,18 +124,13 @@ def run_on_grid(grid: Grid, cfg: RunConfig, *, out: Path, quiet: bool = True,
 
 def server_app(cfg: RunConfig, *, out: Path, quiet: bool = True,
                outcome: dict[str, Any] | None = None, **timeouts: float) -> ServerApp:
-    """A ServerApp that runs ``cfg``; ``outcome`` receives its result or the exception it
-    raised (a Flower simulation does not pass either back)."""
+    """A ServerApp that runs ``cfg``; ``outcome["result"]`` receives its result (a Flower
+    simulation returns nothing; it re-raises what the ServerApp raised)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        try:
-            result = run_on_grid(grid, cfg, out=out, quiet=quiet, **timeouts)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, then re-raised
-            if outcome is not None:
-                outcome["error"] = exc
-            raise
+        result = run_on_grid(grid, cfg, out=out, quiet=quiet, **timeouts)
         if outcome is not None:
             outcome["result"] = result
 
