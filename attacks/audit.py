@@ -23,8 +23,8 @@ import math
 import numpy as np
 from scipy.stats import beta
 
-from attacks.heldout import _split, clopper_pearson
-from attacks.metrics import LEVEL, ArrayLike, _check, null_metric
+from attacks.heldout import clopper_pearson, seeded_split
+from attacks.metrics import LEVEL, ArrayLike, check_scores, null_metric
 
 DEFAULT_DELTA = 1e-5  # used when the run's defenses state no delta
 
@@ -65,6 +65,59 @@ def _errors(members: np.ndarray, non: np.ndarray, t: np.ndarray,
                                                                                  side="left")
 
 
+def _short_class(labels: np.ndarray) -> str | None:
+    """Why the bound cannot be computed (a class with fewer than 2 records), else None; members
+    are named first when both are short."""
+    for label, name in ((1, "members"), (0, "non-members")):
+        count = int((labels == label).sum())
+        if count < 2:
+            return f"needs >= 2 records of each class, have {count} {name}"
+    return None
+
+
+def _calibration_split(*, scores: np.ndarray, labels: np.ndarray, seed: int
+                       ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Step 1 of :func:`epsilon_lower_bound`: ``((calibration, counted), (calibration,
+    counted))`` sorted scores of the members, then of the non-members."""
+    parts = {}
+    for label in (1, 0):
+        at = np.flatnonzero(labels == label)
+        # seed + label: each class its own permutation (the halves heldout_advantage uses too)
+        pick, rest = seeded_split(n=len(at), first=len(at) // 2, seed=seed + label)
+        parts[label] = (np.sort(scores[at[pick]]), np.sort(scores[at[rest]]))
+    return parts[1], parts[0]
+
+
+def _pick_threshold(*, members: np.ndarray, non: np.ndarray, delta: float,
+                    rate_level: float) -> tuple[float, bool]:
+    """Step 2 of :func:`epsilon_lower_bound`: the (threshold, above) whose bound on the sorted
+    calibration scores ``members`` and ``non`` is highest (the first one on ties, "above"
+    before "below")."""
+    distinct = np.unique(np.r_[members, non])
+    candidates = (distinct[:-1] + distinct[1:]) / 2 if len(distinct) > 1 else distinct
+    best = (-1.0, 0.0, True)
+    for above in (True, False):
+        fp, fn = _errors(members, non, candidates, above)
+        values = _bound(_upper(fp, len(non), rate_level), _upper(fn, len(members), rate_level),
+                        delta)
+        i = int(np.argmax(values))
+        if values[i] > best[0]:
+            best = (float(values[i]), float(candidates[i]), above)
+    _, threshold, above = best
+    return threshold, above
+
+
+def _counted_bound(*, members: np.ndarray, non: np.ndarray, threshold: float, above: bool,
+                   delta: float, rate_level: float) -> dict:
+    """Steps 3 and 4 of :func:`epsilon_lower_bound` on the sorted counted scores: ``{"value",
+    "false_positives", "false_negatives", "fpr_hi", "fnr_hi"}``."""
+    fp, fn = (int(e[0]) for e in _errors(members, non, np.array([threshold]), above))
+    fpr_hi = clopper_pearson(successes=fp, trials=len(non), level=rate_level)["upper"]
+    fnr_hi = clopper_pearson(successes=fn, trials=len(members), level=rate_level)["upper"]
+    return {"value": float(_bound(np.float64(fpr_hi), np.float64(fnr_hi), delta)),
+            "false_positives": fp, "false_negatives": fn, "fpr_hi": fpr_hi, "fnr_hi": fnr_hi}
+
+
 def epsilon_lower_bound(*, scores: ArrayLike, labels: ArrayLike, delta: float,
                         level: float = LEVEL, seed: int = 0) -> dict:
     """Empirical lower bound on the epsilon of an (eps, delta)-DP training, from one attack.
@@ -100,41 +153,26 @@ def epsilon_lower_bound(*, scores: ArrayLike, labels: ArrayLike, delta: float,
         the reason, when a class has fewer than 2 records.
     """
     _validate(delta=delta, level=level)
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores=scores, labels=labels)
     out = {"delta": delta, "level": level, "threshold": None, "direction": None,
            "threshold_split": None, "counted": None, "false_positives": None,
            "false_negatives": None, "fpr_hi": None, "fnr_hi": None}
-    parts = {}
-    for label, name in ((1, "members"), (0, "non-members")):
-        at = np.flatnonzero(y == label)
-        if len(at) < 2:
-            return null_metric(f"needs >= 2 records of each class, have {len(at)} {name}") | out
-        pick, rest = _split(len(at), len(at) // 2, seed + label)
-        parts[label] = (np.sort(s[at[pick]]), np.sort(s[at[rest]]))
-    (pos_pick, pos), (neg_pick, neg) = parts[1], parts[0]
+    reason = _short_class(y)
+    if reason is not None:
+        return null_metric(reason) | out
+    (pos_pick, pos), (neg_pick, neg) = _calibration_split(scores=s, labels=y, seed=seed)
+    # Each rate's bound at 1 - (1 - level) / 2, so both hold together at ``level`` (union bound).
     rate_level = 1.0 - (1.0 - level) / 2
-
-    distinct = np.unique(np.r_[pos_pick, neg_pick])
-    candidates = (distinct[:-1] + distinct[1:]) / 2 if len(distinct) > 1 else distinct
-    best = (-1.0, 0.0, True)
-    for above in (True, False):
-        fp, fn = _errors(pos_pick, neg_pick, candidates, above)
-        values = _bound(_upper(fp, len(neg_pick), rate_level),
-                        _upper(fn, len(pos_pick), rate_level), delta)
-        i = int(np.argmax(values))
-        if values[i] > best[0]:
-            best = (float(values[i]), float(candidates[i]), above)
-    _, threshold, above = best
-
-    fp, fn = (int(e[0]) for e in _errors(pos, neg, np.array([threshold]), above))
-    fpr_hi = clopper_pearson(successes=fp, trials=len(neg), level=rate_level)["upper"]
-    fnr_hi = clopper_pearson(successes=fn, trials=len(pos), level=rate_level)["upper"]
-    value = float(_bound(np.float64(fpr_hi), np.float64(fnr_hi), delta))
+    threshold, above = _pick_threshold(members=pos_pick, non=neg_pick, delta=delta,
+                                       rate_level=rate_level)
+    counted = _counted_bound(members=pos, non=neg, threshold=threshold, above=above,
+                             delta=delta, rate_level=rate_level)
+    value = counted.pop("value")
+    # Merged over ``out``, the keys keep the order of the null result above.
     return {"value": value, "ci": None, "se": None, "reason": None} | out | {
         "threshold": threshold, "direction": "above" if above else "below",
         "threshold_split": {"members": len(pos_pick), "nonmembers": len(neg_pick)},
-        "counted": {"members": len(pos), "nonmembers": len(neg)},
-        "false_positives": fp, "false_negatives": fn, "fpr_hi": fpr_hi, "fnr_hi": fnr_hi}
+        "counted": {"members": len(pos), "nonmembers": len(neg)}} | counted
 
 
 def one_run_epsilon_lower_bound(*, guesses: int, correct: int, level: float = LEVEL) -> dict:

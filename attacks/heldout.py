@@ -11,7 +11,7 @@ import math
 import numpy as np
 from scipy.stats import beta
 
-from attacks.metrics import LEVEL, ArrayLike, _check, interval, null_metric
+from attacks.metrics import LEVEL, ArrayLike, check_scores, interval, null_metric
 
 LOW_FPRS = {"tpr@1%fpr": 0.01, "tpr@0.1%fpr": 0.001}
 HELDOUT = (*LOW_FPRS, "advantage")  # the names heldout_metrics gives
@@ -35,8 +35,9 @@ def clopper_pearson(*, successes: int, trials: int, level: float = LEVEL) -> dic
     return {"ci": [lo, hi], "lower": lower, "upper": upper}
 
 
-def _split(n: int, first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded split of ``range(n)`` into ``first`` and ``n - first`` positions."""
+def seeded_split(*, n: int, first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of ``range(n)`` into ``first`` and ``n - first`` positions (also the
+    calibration split of :func:`attacks.audit.epsilon_lower_bound`)."""
     order = np.random.default_rng(seed).permutation(n)
     return order[:first], order[first:]
 
@@ -66,13 +67,14 @@ def tpr_at_fpr_heldout(*, scores: ArrayLike, labels: ArrayLike, fpr: float, seed
     """
     if not 0.0 < fpr < 1.0:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores=scores, labels=labels)
     members, non = s[y == 1], s[y == 0]
     need = math.ceil(1.0 / fpr - 1e-9)
     if len(non) < need:
         return null_metric(f"needs >= {need} non-members, have {len(non)}") | {"lower": None,
                                                                                "fpr": fpr}
-    calibrate, held = _split(len(non), max(math.ceil(len(non) / 2), need - 1), seed)
+    calibrate, held = seeded_split(n=len(non), first=max(math.ceil(len(non) / 2), need - 1),
+                                   seed=seed)
     rank = math.floor(fpr * (len(calibrate) + 1) + 1e-9)
     threshold = float(np.sort(non[calibrate])[::-1][rank - 1])
     hits, false_hits = int((members > threshold).sum()), int((non[held] > threshold).sum())
@@ -99,14 +101,14 @@ def heldout_advantage(*, scores: ArrayLike, labels: ArrayLike, resamples: int = 
         ``{"value", "ci", "se", "reason", "threshold", "num_evaluated"}``; null with the reason
         when a class has fewer than 2 records.
     """
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores=scores, labels=labels)
     parts = {}
     for label in (1, 0):
         at = np.flatnonzero(y == label)
         if len(at) < 2:
             return null_metric(f"needs >= 2 records of each class, have {len(at)} "
                                f"{'members' if label else 'non-members'}")
-        pick, rest = _split(len(at), len(at) // 2, seed + label)
+        pick, rest = seeded_split(n=len(at), first=len(at) // 2, seed=seed + label)
         parts[label] = (np.sort(s[at[pick]]), s[at[rest]])
     (pos_pick, pos), (neg_pick, neg) = parts[1], parts[0]
     candidates = np.unique(np.r_[pos_pick, neg_pick])[::-1]  # selection scores, high to low

@@ -1,6 +1,7 @@
-"""Membership-inference metrics as pure functions: ROC, AUC with its bootstrap CI and standard
-error, the paired difference to a control, and :func:`membership_metrics`, which puts them
-together with the held-out low-FPR readings of :mod:`attacks.heldout`.
+"""Membership-inference metrics as pure functions: input checks, ROC, AUC with its bootstrap CI
+and standard error, and the paired difference to a control. The held-out threshold metrics are
+:mod:`attacks.heldout`, the epsilon audit :mod:`attacks.audit`; :mod:`attacks.leakage` puts all
+three together.
 
 Convention: ``scores`` higher = more likely a member; ``labels`` 1 = member, 0 = non-member.
 A number the data cannot give is ``None`` beside a ``reason`` string, never NaN.
@@ -18,8 +19,11 @@ Metric = Callable[..., float]  # called as metric(scores=..., labels=...)
 LEVEL = 0.95  # coverage of every interval reported
 
 
-def _check(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Return (float64 scores, int labels) or raise a one-line ValueError naming the problem."""
+def check_scores(*, scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Return (float64 scores, int labels) or raise a one-line ValueError naming the problem.
+
+    The input check of every metric here and in :mod:`attacks.heldout` and :mod:`attacks.audit`.
+    """
     s, y = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     if s.ndim != 1 or y.ndim != 1:
         raise ValueError(f"scores and labels must be 1-D, got shapes {s.shape} and {y.shape}")
@@ -61,7 +65,7 @@ def roc_curve_points(*, scores: ArrayLike, labels: ArrayLike, max_points: int = 
     """
     if max_points < 8:
         raise ValueError(f"max_points must be >= 8, got {max_points}")
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores=scores, labels=labels)
     fpr, tpr, thr = _full_roc(s, y)
     thr[0] = s.max() + 1.0
     if len(fpr) > max_points:
@@ -78,7 +82,7 @@ def roc_curve_points(*, scores: ArrayLike, labels: ArrayLike, max_points: int = 
 
 def auc(*, scores: ArrayLike, labels: ArrayLike) -> float:
     """Area under the ROC curve (ties count one half); equals ``sklearn.metrics.roc_auc_score``."""
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores=scores, labels=labels)
     return float(roc_auc_score(y, s))
 
 
@@ -95,7 +99,7 @@ def tpr_at_fpr(*, scores: ArrayLike, labels: ArrayLike, fpr: float) -> float:
     """
     if not 0.0 <= fpr <= 1.0:
         raise ValueError(f"fpr must be in [0, 1], got {fpr}")
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores=scores, labels=labels)
     rates_fp, rates_tp, _ = _full_roc(s, y)
     num_nonmembers = int(len(y) - y.sum())
     allowed = np.rint(rates_fp * num_nonmembers) <= _max_false_positives(fpr, num_nonmembers)
@@ -138,7 +142,7 @@ def bootstrap_values(*, scores: Sequence[ArrayLike], labels: ArrayLike, metric: 
     """
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    checked = [_check(s, labels) for s in scores]
+    checked = [check_scores(scores=s, labels=labels) for s in scores]
     y = checked[0][1]
     pos_at, neg_at = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     rng, batch = np.random.default_rng(seed), _batched(metric)
@@ -222,45 +226,3 @@ def auc_with_control(*, scores: ArrayLike, labels: ArrayLike,
                   "auc_minus_control": _estimate(out["auc"]["value"] - control,
                                                  values[0] - values[1])}
 
-
-def membership_metrics(*, scores: ArrayLike, labels: ArrayLike,
-                       control_scores: ArrayLike | None = None,
-                       control_reason: str = "no control scores", resamples: int = 1000,
-                       seed: int = 0, delta: float | None = None) -> dict:
-    """All data-leakage metrics of one attack and its control, in the project's vocabulary.
-
-    Args:
-        delta: the delta of ``epsilon_lb`` (the DP accountant's, to compare with its epsilon);
-            None = :data:`attacks.audit.DEFAULT_DELTA`.
-
-    Returns:
-        JSON-able: ``auc``, ``control_auc``, ``auc_minus_control`` (:func:`auc_with_control`);
-        ``tpr@1%fpr``, ``tpr@0.1%fpr`` and ``advantage`` on held-out thresholds
-        (:mod:`attacks.heldout`); ``epsilon_lb``, the auditor's lower bound on epsilon at
-        ``delta`` (:func:`attacks.audit.epsilon_lower_bound`); ``control``: those four on
-        ``control_scores`` (same splits); ``num_members``, ``num_nonmembers``, ``min_fpr``
-        (1 / non-members: the lowest FPR the sample resolves), ``resamples`` and ``roc`` (the
-        attack's curve, for plots).
-    """
-    from attacks.audit import DEFAULT_DELTA, epsilon_lower_bound
-    from attacks.heldout import HELDOUT, heldout_metrics
-
-    delta = DEFAULT_DELTA if delta is None else delta
-    s, y = _check(scores, labels)
-    if control_scores is not None:
-        control_scores, _ = _check(control_scores, y)
-    out = auc_with_control(scores=s, labels=y, control_scores=control_scores,
-                           control_reason=control_reason, resamples=resamples, seed=seed)
-    out |= heldout_metrics(scores=s, labels=y, resamples=resamples, seed=seed)
-    out["epsilon_lb"] = epsilon_lower_bound(scores=s, labels=y, delta=delta, seed=seed)
-    if control_scores is None:
-        out["control"] = {name: null_metric(control_reason) for name in (*HELDOUT, "epsilon_lb")}
-    else:
-        out["control"] = heldout_metrics(scores=control_scores, labels=y, resamples=resamples,
-                                         seed=seed)
-        out["control"]["epsilon_lb"] = epsilon_lower_bound(scores=control_scores, labels=y,
-                                                           delta=delta, seed=seed)
-    num_nonmembers = int(len(y) - y.sum())
-    return out | {"num_members": int(y.sum()), "num_nonmembers": num_nonmembers,
-                  "min_fpr": 1.0 / num_nonmembers, "resamples": resamples,
-                  "roc": roc_curve_points(scores=s, labels=y)}

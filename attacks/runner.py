@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from attacks.audit import DEFAULT_DELTA
 from attacks.base import ATTACKS, Attack, AttackResult
 from attacks.context import AttackContext, Observation
-from attacks.metrics import membership_metrics
+from attacks.leakage import membership_metrics
 from attacks.model_metrics import gain_metrics, param_rel_error
 from fedlpp.config import RunConfig, merge, parse_set
 from fedlpp.defenses import build_defenses

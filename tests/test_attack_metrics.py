@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from attacks.heldout import clopper_pearson, heldout_advantage, tpr_at_fpr_heldout
+from attacks.leakage import membership_metrics
 from attacks.metrics import (
     _batched,
-    _check,
     auc,
     auc_with_control,
     bootstrap_ci,
-    membership_metrics,
+    check_scores,
     roc_curve_points,
     tpr_at_fpr,
 )
@@ -147,7 +147,7 @@ def test_membership_metrics_vocabulary_and_json():
 ])
 def test_input_validation(scores, labels, match):
     with pytest.raises(ValueError, match=match):
-        _check(scores, labels)
+        check_scores(scores=scores, labels=labels)
     with pytest.raises(ValueError, match=match):
         auc(scores=scores, labels=labels)
 
