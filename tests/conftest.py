@@ -54,3 +54,16 @@ def run_tiny(tmp_path, *extra, name="run"):
     cfg = load_config(None, TINY + list(extra))
     out = tmp_path / name
     return run_federation(cfg, out=out, quiet=True), out
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how stored regression numbers were compared (exactly, or within a tolerance because
+    this CPU's kernels differ from the ones that stored them): never a silent difference."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "regression"))
+    from cpu_kernels import MODES
+
+    for source, mode in sorted(MODES.items()):
+        terminalreporter.write_line(f"regression numbers ({source}) compared {mode}")

@@ -3,13 +3,15 @@ give the numbers the old round loop gave for them (``regression/real_results.jso
 before the engine was rebuilt), byte counts aside: each upload now carries its 32-byte header
 and partial blocks send no padding.
 
-The numbers are identical only on CPUs whose torch kernels match those of the machine that
-stored them (``cpu_capability``): across kernel families (AVX2 vs AVX-512) float results differ
-in the last bits and training amplifies that, which is also why the published cells (made on
-another machine) are not reproduced bit for bit here.
+The numbers are compared exactly on CPUs whose torch kernels match those of the machine that
+stored them (``stored_on``), and within ``REL_TOL`` relative elsewhere (``regression/
+cpu_kernels.py``; the mode that ran is printed at the end of the test run): across kernel
+families (AVX2 vs AVX-512) float results differ in the last bits and training amplifies that,
+which is also why the published cells are not reproduced bit for bit on other kernels.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,9 @@ from fedlpp.federation.simulator import run_federation
 from fedlpp.federation.wire import HEADER
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "regression"))
+from cpu_kernels import assert_close, comparison_mode  # noqa: E402
+
 STORED = json.loads((ROOT / "tests" / "regression" / "real_results.json").read_text())
 CELLS = [(c["suite"], c["labels"]) for c in STORED["cells"]]
 
@@ -40,12 +45,11 @@ def rerun(request, tmp_path_factory):
 @pytest.mark.slow
 def test_the_engine_gives_the_old_round_loops_numbers(rerun):
     old, new, cfg = rerun
-    if torch.backends.cpu.get_cpu_capability() != STORED["cpu_capability"]:
-        pytest.skip(f"stored on {STORED['cpu_capability']} kernels; this CPU uses "
-                    f"{torch.backends.cpu.get_cpu_capability()}")
-    assert new["final"] == old["final"]
+    mode = comparison_mode(STORED["stored_on"], source="tests/regression/real_results.json")
+    assert_close(new["final"], old["final"], mode=mode, where="final")
     for n, o in zip(new["rounds"], old["rounds"], strict=True):
-        assert {k: n.get(k) for k in ("round", "central", "proxy", "train_loss")} == \
-            {k: o[k] for k in ("round", "central", "proxy", "train_loss")}
+        assert n["round"] == o["round"]
+        for key in ("central", "proxy", "train_loss"):
+            assert_close(n.get(key), o[key], mode=mode, where=f"round {n['round']}.{key}")
         assert n["bytes_up"] == o["bytes_up"] + HEADER.size * cfg.fed.num_clients
         assert n["bytes_down_per_client"] <= o["bytes_down_per_client"]

@@ -1,8 +1,9 @@
 """The engine regression cases: tiny runs whose results were stored before the round engine was
 rebuilt (``engine_results.json``), so a refactor that changes any number is caught.
 
-``python tests/regression/cases.py --write`` stores the current results (only when a change is
-*meant* to alter them; say so in the commit).
+``python tests/regression/cases.py --write`` stores the current results with the kernels that
+made them (only when a change is *meant* to alter them; say so in the commit). Numbers are
+compared exactly on the same kernels and within a stated tolerance elsewhere (``cpu_kernels.py``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,16 @@ def tensors_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def tensors_summary(path: Path) -> dict[str, dict[str, float]]:
+    """Per tensor of a safetensors file: its L2 norm and mean absolute value (float64), the
+    master's fingerprint where kernels differ and the digest cannot match."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    return {name: {"norm": float(t.double().norm()), "mean_abs": float(t.double().abs().mean())}
+            for name, t in sorted(tensors.items())}
+
+
 def run_case(name: str, out: Path) -> dict:
     """Train case ``name`` into ``out``; return what must not change (+ byte counts)."""
     from fedlpp.config import load_config
@@ -75,6 +86,7 @@ def run_case(name: str, out: Path) -> dict:
         "final": result["final"],
         "comm": result["comm"],
         "final_master": tensors_digest(out / "trace" / "final_master.safetensors"),
+        "final_master_summary": tensors_summary(out / "trace" / "final_master.safetensors"),
         "splits": hashlib.sha256((out / "trace" / "splits.json").read_bytes()).hexdigest()[:16],
     }
 
@@ -82,12 +94,15 @@ def run_case(name: str, out: Path) -> dict:
 def main() -> None:
     if "--write" not in sys.argv:
         sys.exit("usage: python tests/regression/cases.py --write")
+    from cpu_kernels import current_kernels
+
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in CASES:
             results[name] = run_case(name, Path(tmp) / name.replace("/", "_"))
             print(name, "ok", flush=True)
-    STORED.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    stored = {"stored_on": current_kernels(), "cases": results}
+    STORED.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
     print(f"wrote {STORED}")
 
 

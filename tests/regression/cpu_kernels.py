@@ -1,0 +1,75 @@
+"""Which CPU kernels produced a set of stored numbers, and how to compare against them.
+
+Float results of training differ in the last bits between torch's kernel families (AVX2 vs
+AVX-512, ``torch.backends.cpu.get_cpu_capability()``) and the difference grows over rounds. A
+stored number is therefore compared **exactly** where this machine's kernels are the ones that
+stored it, and **within** :data:`REL_TOL` (relative) elsewhere. What does not depend on float
+kernels (splits, sampled clients, byte counts, rejected clients) is always compared exactly.
+
+The mode each regression test ran in is collected in :data:`MODES` and printed at the end of the
+test run (``conftest.py``), so a tolerance-mode pass is never mistaken for an exact one.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+REL_TOL = 1e-4  # relative, on losses, perplexities and master-tensor summaries
+MODES: dict[str, str] = {}  # stored-results file -> the mode its tests ran in
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def current_kernels() -> dict[str, str]:
+    """This machine's torch CPU kernel family and CPU model, as stored beside results."""
+    import torch
+
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_model": cpu_model(),
+            "torch": torch.__version__.split("+")[0]}
+
+
+def comparison_mode(stored_on: dict[str, str], *, source: str) -> str:
+    """``"exact"`` when this machine's kernels (family and torch version) stored the numbers,
+    else ``"tolerance"``; recorded in :data:`MODES` under ``source``."""
+    here = current_kernels()
+    same = all(here[k] == stored_on.get(k) for k in ("cpu_capability", "torch"))
+    mode = "exact" if same else "tolerance"
+    MODES[source] = (f"{mode}: stored on {stored_on.get('cpu_capability')} kernels "
+                     f"({stored_on.get('cpu_model')}, torch {stored_on.get('torch')}); "
+                     f"this CPU uses {here['cpu_capability']} ({here['cpu_model']}, "
+                     f"torch {here['torch']})"
+                     + ("" if same else f"; floats compared within relative {REL_TOL:g}"))
+    return mode
+
+
+def assert_close(new: Any, old: Any, *, mode: str, where: str = "") -> None:
+    """``new == old`` in ``exact`` mode; in ``tolerance`` mode the same structure (keys, list
+    lengths, ints, strings, bools exactly) with every float within :data:`REL_TOL` relative."""
+    if mode == "exact" or isinstance(old, bool) or old is None or isinstance(old, str):
+        assert new == old, f"{where}: {new!r} != {old!r}"
+    elif isinstance(old, dict):
+        assert isinstance(new, dict) and sorted(new) == sorted(old), \
+            f"{where}: keys {sorted(new) if isinstance(new, dict) else new!r} != {sorted(old)}"
+        for k in old:
+            assert_close(new[k], old[k], mode=mode, where=f"{where}.{k}")
+    elif isinstance(old, list):
+        assert isinstance(new, list) and len(new) == len(old), f"{where}: {new!r} != {old!r}"
+        for i, (n, o) in enumerate(zip(new, old, strict=True)):
+            assert_close(n, o, mode=mode, where=f"{where}[{i}]")
+    elif isinstance(old, int) and isinstance(new, int):
+        assert new == old, f"{where}: {new!r} != {old!r}"
+    else:
+        assert isinstance(new, int | float) and math.isclose(new, old, rel_tol=REL_TOL), \
+            f"{where}: {new!r} differs from the stored {old!r} by more than {REL_TOL:g} relative"
