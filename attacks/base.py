@@ -17,7 +17,8 @@ import torch
 from attacks.context import Observation
 from fedlpp.registry import Registry
 
-ATTACKS = Registry("attack", group="fedlpp.attacks")
+ATTACKS = Registry("attack", group="fedlpp.attacks",
+                   builtins=["attacks.membership.*", "attacks.recovery.*"])
 
 
 @dataclass

@@ -8,8 +8,6 @@ the run's training method does not support (its ``attackable`` pairs) is recorde
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -29,22 +27,12 @@ from fedlpp.errors import FedlppError
 from fedlpp.io import atomic_write_json
 from fedlpp.meta import provenance
 from fedlpp.methods import build_method
-from fedlpp.registry import make_config
-
-
-def load_builtin() -> None:
-    """Import every built-in attack module (each registers itself)."""
-    for sub in ("membership", "recovery"):
-        pkg = importlib.import_module(f"attacks.{sub}")
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if mod.name != "base":
-                importlib.import_module(f"attacks.{sub}.{mod.name}")
+from fedlpp.typed import options as make_options
 
 
 def build_attacks(names: list[str], sets: list[str]) -> list[Attack]:
     """Attacks by name (``all`` = every registered one) with ``key=value`` / ``name.key=value``
     options; an option no selected attack has is an error."""
-    load_builtin()
     chosen = ATTACKS.names() if "all" in names else list(dict.fromkeys(names))
     classes = {n: ATTACKS.get(n) for n in chosen}
     options: dict[str, dict[str, Any]] = {n: {} for n in chosen}
@@ -64,7 +52,7 @@ def build_attacks(names: list[str], sets: list[str]) -> list[Attack]:
                               f"(attacks: {', '.join(chosen)})")
         for n in targets:
             merge(options[n], [key], value)
-    return [cls(make_config(cls.Config, options[n], where=f"attack '{n}'"))
+    return [cls(make_options(cls.Config, options[n], where=f"attack '{n}'"))
             for n, cls in classes.items()]
 
 

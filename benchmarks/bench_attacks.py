@@ -105,9 +105,6 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from attacks.context import AttackContext
-    from attacks.runner import load_builtin
-
-    load_builtin()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.run) if args.run else Path(tmp) / "run"
         if not args.run:

@@ -56,9 +56,6 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
 def attack_batches(plan: AttackPlan) -> list[tuple[list[str], list[str]]]:
     """(names, --set options) per call: recovery attacks once, membership ones per target."""
     from attacks.base import ATTACKS
-    from attacks.runner import load_builtin
-
-    load_builtin()
     names = ATTACKS.names() if "all" in plan.names else plan.names
     recovery = [n for n in names if ATTACKS.get(n).kind == "recovery"]
     membership = [n for n in names if ATTACKS.get(n).kind == "membership"]

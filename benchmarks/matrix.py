@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedlpp.config import RunConfig, from_dict, merge, parse_set
+from fedlpp.config import RunConfig, merge, parse_set
 from fedlpp.device import device_id
 from fedlpp.errors import FedlppError
+from fedlpp.typed import from_dict
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
@@ -115,9 +116,6 @@ def _check_plan(plan: AttackPlan, where: str) -> None:
     if not (plan.primary or plan.primary_recovery):
         return
     from attacks.base import ATTACKS
-    from attacks.runner import load_builtin
-
-    load_builtin()
     names = ATTACKS.names() if "all" in plan.names else plan.names
     kinds = {n: ATTACKS.get(n).kind for n in names}
     for target, name in plan.primary.items():
@@ -226,9 +224,11 @@ def cell_id(config: RunConfig, attacks: AttackPlan) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Suite:
-    """Parse and fully validate a suite: every cell's config is resolved before anything runs."""
-    path = find_suite(str(path))
+GridPoint = tuple[tuple[str, Any], ...]  # one choice per grid key: (key, value)
+
+
+def _read_suite_file(path: Path) -> dict[str, Any]:
+    """A suite file's tables; a file that is not TOML or has an unknown section is an error."""
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -237,11 +237,20 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     if unknown:
         raise FedlppError(f"Unknown suite section(s) {sorted(unknown)} in {path.name} "
                           "(allowed: suite, base, grid, attacks)")
-    meta = raw.get("suite", {})
-    base = raw.get("base", {})
+    return raw
+
+
+def _base_config(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The ``[base]`` keys every cell shares, with the ``--set`` overrides applied."""
+    base: dict[str, Any] = raw.get("base", {})
     for item in overrides:
         key, value = parse_set(item)
         merge(base, key, value)
+    return base
+
+
+def _grid_tables(raw: dict[str, Any]) -> list[dict[str, list[Any]]]:
+    """The ``[grid]`` table, or every ``[[grid]]`` table; each key a non-empty list of choices."""
     grids = raw.get("grid", {})
     grids = grids if isinstance(grids, list) else [grids]  # [[grid]] tables: union of grids
     for grid in grids:
@@ -249,42 +258,72 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
             if not isinstance(values, list) or not values:
                 raise FedlppError(f"Suite grid key '{key}' must be a non-empty list, "
                                   f"got {values!r}")
+    return grids
+
+
+def _attack_plan(raw: dict[str, Any], *, where: str) -> AttackPlan:
+    """The ``[attacks]`` section, its attacks and options checked before any cell is built."""
     try:
         plan = AttackPlan(**raw.get("attacks", {}))
     except TypeError as exc:
-        raise FedlppError(f"Invalid [attacks] section in {path.name}: {exc}") from None
+        raise FedlppError(f"Invalid [attacks] section in {where}: {exc}") from None
     if plan.names:
         from attacks.runner import build_attacks
 
         build_attacks(plan.names, plan.set)  # unknown attack / option: fail before any cell
-    _check_plan(plan, path.name)
-    cells = []
-    combos = [c for grid in grids
-              for c in itertools.product(*[[(k, v) for v in vs] for k, vs in grid.items()])]
-    for combo in combos:
-        values = json.loads(json.dumps(base))  # deep copy
-        labels, cell_plan = {}, plan
-        for key, value in combo:
-            if key == "attacks":  # this grid's attack plan: the suite's, with these keys changed
-                cell_plan = _grid_plan(plan, value, path.name)
-                continue
-            items, labels[key] = _choice_items(key, value)
-            for p, v in items:
-                merge(values, p, v)
-        try:
-            config = from_dict(RunConfig, values)
-        except FedlppError as exc:
-            where = ", ".join(f"{k}={v}" for k, v in labels.items())
-            raise FedlppError(f"{exc} (suite {path.name}, cell {where or 'base'})") from None
-        _check_names(config, where=", ".join(f"{k}={v}" for k, v in labels.items()))
-        cells.append(Cell(id=cell_id(config, cell_plan), config=config, attacks=cell_plan,
-                          labels=labels))
+    _check_plan(plan, where)
+    return plan
+
+
+def _grid_points(grids: list[dict[str, list[Any]]]) -> list[GridPoint]:
+    """The cartesian product of each grid's choices, grid after grid (their union)."""
+    return [c for grid in grids
+            for c in itertools.product(*[[(k, v) for v in vs] for k, vs in grid.items()])]
+
+
+def _build_cell(point: GridPoint, *, base: dict[str, Any], plan: AttackPlan, where: str) -> Cell:
+    """The cell of one grid point: ``base`` with the point's choices merged in, resolved and
+    checked; a grid's ``attacks`` choice changes keys of the suite's attack ``plan``."""
+    values = json.loads(json.dumps(base))  # deep copy
+    labels: dict[str, Any] = {}
+    cell_plan = plan
+    for key, value in point:
+        if key == "attacks":  # this grid's attack plan: the suite's, with these keys changed
+            cell_plan = _grid_plan(plan, value, where)
+            continue
+        items, labels[key] = _choice_items(key, value)
+        for p, v in items:
+            merge(values, p, v)
+    choices = ", ".join(f"{k}={v}" for k, v in labels.items())
+    try:
+        config = from_dict(RunConfig, values)
+    except FedlppError as exc:
+        raise FedlppError(f"{exc} (suite {where}, cell {choices or 'base'})") from None
+    _check_names(config, where=choices)
+    return Cell(id=cell_id(config, cell_plan), config=config, attacks=cell_plan, labels=labels)
+
+
+def _check_cells(cells: list[Cell], *, where: str) -> None:
+    """A suite has at least one cell, and no two cells with the same id."""
     if not cells:
-        raise FedlppError(f"Suite {path.name} has an empty grid")
+        raise FedlppError(f"Suite {where} has an empty grid")
     ids = [c.id for c in cells]
     if len(set(ids)) != len(ids):
-        raise FedlppError(f"Suite {path.name} has duplicate cells (two grid points resolve to "
+        raise FedlppError(f"Suite {where} has duplicate cells (two grid points resolve to "
                           "the same config)")
+
+
+def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Suite:
+    """Parse and fully validate a suite: every cell's config is resolved before anything runs."""
+    path = find_suite(str(path))
+    raw = _read_suite_file(path)
+    base = _base_config(raw, overrides)
+    grids = _grid_tables(raw)
+    plan = _attack_plan(raw, where=path.name)
+    cells = [_build_cell(point, base=base, plan=plan, where=path.name)
+             for point in _grid_points(grids)]
+    _check_cells(cells, where=path.name)
+    meta = raw.get("suite", {})
     keys = list(dict.fromkeys(k for grid in grids for k in grid if k != "attacks"))
     return Suite(name=meta.get("name", path.stem), description=meta.get("description", ""),
                  path=path, cells=cells, grid_keys=keys)

@@ -22,17 +22,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _registries() -> dict:
-    from fedlpp.adversaries import ADVERSARIES, load_builtins
-    from fedlpp.aggregators import AGGREGATORS, build_aggregator
+    from fedlpp.adversaries import ADVERSARIES
+    from fedlpp.aggregators import AGGREGATORS
     from fedlpp.data import DATASETS
     from fedlpp.defenses import DEFENSES
-    from fedlpp.defenses import load_builtins as load_defenses
-    from fedlpp.methods import METHODS, build_method
+    from fedlpp.methods import METHODS
     from fedlpp.models import MODELS
     from fedlpp.quant import QUANTIZERS
 
-    load_builtins(), load_defenses()
-    build_aggregator({"name": "mean"}), build_method("fedlpp")  # import the built-ins
     return {"quantizers": QUANTIZERS, "datasets": DATASETS, "models": MODELS,
             "methods": METHODS, "aggregators": AGGREGATORS, "defenses": DEFENSES,
             "adversaries": ADVERSARIES}
@@ -40,9 +37,6 @@ def _registries() -> dict:
 
 def _ls_attacks() -> None:
     from attacks.base import ATTACKS
-    from attacks.runner import load_builtin
-
-    load_builtin()
     print("attacks:")
     for name in ATTACKS.names():
         cls = ATTACKS.get(name)

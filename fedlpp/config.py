@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from fedlpp.errors import FedlppError
-
-
-def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise FedlppError(f"Invalid {key}: {value!r} (allowed: {allowed})")
+from fedlpp.typed import check, from_dict
 
 
 @dataclass
@@ -33,9 +27,9 @@ class ModelConfig:
     tiny_layers: int = 2
 
     def __post_init__(self) -> None:
-        _check(self.tiny_hidden >= 8 and self.tiny_hidden % 4 == 0, "model.tiny_hidden",
+        check(self.tiny_hidden >= 8 and self.tiny_hidden % 4 == 0, "model.tiny_hidden",
                self.tiny_hidden, "a multiple of 4, >= 8")
-        _check(self.tiny_layers >= 1, "model.tiny_layers", self.tiny_layers, ">= 1")
+        check(self.tiny_layers >= 1, "model.tiny_layers", self.tiny_layers, ">= 1")
 
 
 @dataclass
@@ -48,9 +42,9 @@ class LoraConfig:
     targets: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check(self.r >= 1, "lora.r", self.r, "an integer >= 1")
-        _check(self.alpha > 0, "lora.alpha", self.alpha, "> 0")
-        _check(0.0 <= self.dropout < 1.0, "lora.dropout", self.dropout, "0 <= dropout < 1")
+        check(self.r >= 1, "lora.r", self.r, "an integer >= 1")
+        check(self.alpha > 0, "lora.alpha", self.alpha, "> 0")
+        check(0.0 <= self.dropout < 1.0, "lora.dropout", self.dropout, "0 <= dropout < 1")
 
 
 @dataclass
@@ -76,12 +70,12 @@ class DataConfig:
     val_fraction: float = 0.1
 
     def __post_init__(self) -> None:
-        _check(self.max_records >= 0, "data.max_records", self.max_records, ">= 0 (0 = all)")
-        _check(self.seq_len >= 4, "data.seq_len", self.seq_len, ">= 4")
-        _check(self.alpha > 0, "data.alpha", self.alpha, "> 0")
-        _check(0 < self.member_fraction <= 1, "data.member_fraction", self.member_fraction, "0 < x <= 1")
-        _check(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "0 < x < 1")
-        _check(0 <= self.val_fraction < 1 and self.test_fraction + self.val_fraction < 1,
+        check(self.max_records >= 0, "data.max_records", self.max_records, ">= 0 (0 = all)")
+        check(self.seq_len >= 4, "data.seq_len", self.seq_len, ">= 4")
+        check(self.alpha > 0, "data.alpha", self.alpha, "> 0")
+        check(0 < self.member_fraction <= 1, "data.member_fraction", self.member_fraction, "0 < x <= 1")
+        check(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "0 < x < 1")
+        check(0 <= self.val_fraction < 1 and self.test_fraction + self.val_fraction < 1,
                "data.val_fraction", self.val_fraction,
                f"0 <= x < 1 - data.test_fraction ({1 - self.test_fraction:g}); 0 = no validation split")
 
@@ -100,7 +94,7 @@ class QuantConfig:
     upload_bits: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.block_size is None or self.block_size >= 1, "quant.block_size",
+        check(self.block_size is None or self.block_size >= 1, "quant.block_size",
                self.block_size, "an integer >= 1")
 
 
@@ -123,16 +117,16 @@ class FedConfig:
     max_update_norm: float = 0.0
 
     def __post_init__(self) -> None:
-        _check(self.num_clients >= 1, "fed.num_clients", self.num_clients, ">= 1")
-        _check(0 <= self.clients_per_round <= self.num_clients, "fed.clients_per_round",
+        check(self.num_clients >= 1, "fed.num_clients", self.num_clients, ">= 1")
+        check(0 <= self.clients_per_round <= self.num_clients, "fed.clients_per_round",
                self.clients_per_round, f"0..fed.num_clients={self.num_clients} (0 = all)")
-        _check(self.rounds >= 1, "fed.rounds", self.rounds, ">= 1")
-        _check(self.local_steps >= 0, "fed.local_steps", self.local_steps, ">= 0 (0 = use local_epochs)")
-        _check(self.local_epochs > 0, "fed.local_epochs", self.local_epochs, "> 0")
-        _check(self.batch_size >= 1, "fed.batch_size", self.batch_size, ">= 1")
-        _check(self.lr > 0, "fed.lr", self.lr, "> 0")
-        _check(self.server_lr > 0, "fed.server_lr", self.server_lr, "> 0")
-        _check(self.max_update_norm >= 0, "fed.max_update_norm", self.max_update_norm,
+        check(self.rounds >= 1, "fed.rounds", self.rounds, ">= 1")
+        check(self.local_steps >= 0, "fed.local_steps", self.local_steps, ">= 0 (0 = use local_epochs)")
+        check(self.local_epochs > 0, "fed.local_epochs", self.local_epochs, "> 0")
+        check(self.batch_size >= 1, "fed.batch_size", self.batch_size, ">= 1")
+        check(self.lr > 0, "fed.lr", self.lr, "> 0")
+        check(self.server_lr > 0, "fed.server_lr", self.server_lr, "> 0")
+        check(self.max_update_norm >= 0, "fed.max_update_norm", self.max_update_norm,
                ">= 0 (0 = no bound)")
 
 
@@ -156,14 +150,14 @@ class EvalConfig:
     converge_share: float = 0.05
 
     def __post_init__(self) -> None:
-        _check(self.every >= 1, "eval.every", self.every, ">= 1")
-        _check(self.max_records >= 0, "eval.max_records", self.max_records, ">= 0 (0 = all)")
-        _check(self.curve_records >= 0, "eval.curve_records", self.curve_records,
+        check(self.every >= 1, "eval.every", self.every, ">= 1")
+        check(self.max_records >= 0, "eval.max_records", self.max_records, ">= 0 (0 = all)")
+        check(self.curve_records >= 0, "eval.curve_records", self.curve_records,
                ">= 0 (0 = the final evaluation's records)")
-        _check(self.val_records >= 0, "eval.val_records", self.val_records, ">= 0 (0 = all)")
-        _check(self.batch_size >= 1, "eval.batch_size", self.batch_size, ">= 1")
-        _check(self.converge_rounds >= 1, "eval.converge_rounds", self.converge_rounds, ">= 1")
-        _check(0 < self.converge_share < 1, "eval.converge_share", self.converge_share, "0 < x < 1")
+        check(self.val_records >= 0, "eval.val_records", self.val_records, ">= 0 (0 = all)")
+        check(self.batch_size >= 1, "eval.batch_size", self.batch_size, ">= 1")
+        check(self.converge_rounds >= 1, "eval.converge_rounds", self.converge_rounds, ">= 1")
+        check(0 < self.converge_share < 1, "eval.converge_share", self.converge_share, "0 < x < 1")
 
 
 @dataclass
@@ -206,7 +200,7 @@ class RunConfig:
     adversaries: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check(self.eval.select != "validation" or self.data.val_fraction > 0, "eval.select",
+        check(self.eval.select != "validation" or self.data.val_fraction > 0, "eval.select",
                self.eval.select, "'last' when data.val_fraction = 0 (no validation split to "
                "select on)")
         check_plugins(self)
@@ -230,62 +224,6 @@ def check_plugins(cfg: RunConfig) -> None:
 
 
 # ----------------------------------------------------------------------------- loading
-
-def _type_ok(value: Any, tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return True
-    if origin is Literal:
-        return value in typing.get_args(tp)
-    if origin in (types.UnionType, typing.Union):
-        return any(_type_ok(value, t) for t in typing.get_args(tp))
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, tp)
-
-
-def _describe(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is dict:
-        return "a table"
-    if typing.get_origin(tp) is list:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
-    return getattr(tp, "__name__", str(tp)).replace("NoneType", "None")
-
-
-def from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from nested ``values``, checking every key and type."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        full = f"{prefix}{key}"
-        if key not in fields:
-            close = [f"{prefix}{k}" for k in fields]
-            raise FedlppError(f"Unknown config key '{full}'. Allowed here: {', '.join(close)}")
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            if not isinstance(value, dict):
-                raise FedlppError(f"Config key '{full}' is a section; set its keys as {full}.<key>")
-            kwargs[key] = from_dict(tp, value, prefix=f"{full}.")
-            continue
-        if not _type_ok(value, tp):
-            raise FedlppError(f"Invalid {full}: {value!r} (expected {_describe(tp)})")
-        if tp is float and isinstance(value, int):
-            value = float(value)
-        kwargs[key] = value
-    return cls(**kwargs)
-
 
 def parse_set(item: str) -> tuple[list[str], Any]:
     """Parse ``a.b=value``: the value is read as a TOML literal, else kept as a string."""

@@ -1,29 +1,37 @@
 """A named registry of plugins: ``@REG.register("name")``, ``REG.get``, ``REG.build``.
 
 Names ending in ``:`` are prefix plugins: ``hf:`` serves ``hf:<anything>``.
-Third-party plugins are discovered from the entry-point group given to the registry.
+A registry loads its own built-in modules (``builtins``) and then the third-party plugins of its
+entry-point group on its first lookup, so listing or building never depends on what happened to
+be imported before. Options are type-checked by :func:`fedlpp.typed.options`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-from collections.abc import Callable, Mapping
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from fedlpp.errors import FedlppError
+from fedlpp.typed import from_dict, options
 
 
 class Registry:
     """A dict of plugins with registration, lookup with suggestions, and entry-point discovery."""
 
-    def __init__(self, kind: str, *, group: str | None = None) -> None:
+    def __init__(self, kind: str, *, group: str | None = None, builtins: Sequence[str] = (),
+                 option_prefix: str = "") -> None:
         self.kind = kind
+        self.option_prefix = option_prefix  # the config section options come from, in errors
         self.group = group
+        # modules whose import registers the built-in plugins; "pkg.*" = every module of pkg
+        self.builtins = tuple(builtins)
         self._items: dict[str, Any] = {}
-        self._discovered = group is None
+        self._discovered = False
 
     def register(self, name: str) -> Callable[[Any], Any]:
         """Decorator registering ``obj`` under ``name``; a duplicate name raises."""
@@ -41,9 +49,12 @@ class Registry:
         if self._discovered:
             return
         self._discovered = True
-        for ep in entry_points(group=self.group):
+        for module in self.builtins:  # importing a plugin's module runs its @register
+            for name in _modules(module):
+                importlib.import_module(name)
+        for ep in entry_points(group=self.group) if self.group else ():
             if ep.name not in self._items:
-                ep.load()  # importing the module runs its @register
+                ep.load()
 
     def names(self) -> list[str]:
         """All registered names, built-in and discovered, sorted."""
@@ -66,8 +77,8 @@ class Registry:
     def build(self, name: str, **kwargs: Any) -> Any:
         """Instantiate plugin ``name`` with its ``Config`` dataclass made from ``kwargs``."""
         cls = self.get(name)
-        return cls(make_config(cls.Config, kwargs, where=f"{self.kind} '{name}'"))
-
+        return cls(options(cls.Config, kwargs, where=f"{self.kind} '{name}'",
+                           prefix=self.option_prefix))
 
     def build_table(self, table: Any, *, where: str, key: str = "name") -> Any:
         """Instantiate the plugin a config table names (``{key = "name", option = value, ...}``).
@@ -75,8 +86,6 @@ class Registry:
         The table's other keys are the plugin's ``Config`` options, type-checked like every config
         key; errors name the table, e.g. ``Invalid adversaries[0].fraction: 'x' (expected float)``.
         """
-        from fedlpp.config import from_dict  # config does not import the registry: no cycle
-
         if not isinstance(table, Mapping) or not isinstance(table.get(key), str):
             raise FedlppError(f"Invalid {where}: {table!r} (expected a table with {key} = one of: "
                               f"{', '.join(self.names()) or '(none registered)'})")
@@ -91,6 +100,14 @@ class Registry:
             if where in str(exc):
                 raise
             raise FedlppError(f"{where}: {exc}") from None
+
+
+def _modules(spec: str) -> list[str]:
+    """``spec`` itself, or for ``pkg.*`` every module of package ``pkg`` (sorted)."""
+    if not spec.endswith(".*"):
+        return [spec]
+    package = importlib.import_module(spec[:-2])
+    return sorted(f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__))
 
 
 @dataclass
@@ -111,14 +128,3 @@ class Plugin:
     def name(self) -> str:
         """The registered name."""
         return type(self).registered_name
-
-
-def make_config(cls: type, values: dict[str, Any], *, where: str) -> Any:
-    """Build dataclass ``cls`` from ``values``; an unknown key is a FedlppError naming the allowed ones."""
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    for key in values:
-        if key not in allowed:
-            raise FedlppError(
-                f"Unknown option '{key}' for {where}. Allowed: {', '.join(sorted(allowed)) or '(none)'}"
-            )
-    return cls(**values)

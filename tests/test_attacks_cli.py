@@ -8,7 +8,7 @@ from conftest import run_tiny
 from attacks.base import ATTACKS
 from attacks.context import AttackContext, Observation
 from attacks.membership.loss import LossAttack
-from attacks.runner import load_builtin, run_attacks
+from attacks.runner import run_attacks
 from fedlpp.cli import main
 from fedlpp.errors import FedlppError
 
@@ -44,7 +44,6 @@ def test_attack_command_writes_one_json_per_attack(tiny_run, capsys):
 
 
 def test_example_plugin_is_discovered_and_runs(tiny_run, capsys):
-    load_builtin()
     assert "entropy" in ATTACKS.names(), "run `make install`: the example plugin is not installed"
     assert ATTACKS.get("entropy").__module__ == "fedlpp_example_attack"
     assert main(["ls", "attacks"]) == 0

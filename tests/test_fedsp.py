@@ -25,6 +25,7 @@ from fedlpp.methods.fedsp_aux import aux_weight_names, build_aux, distill, hidde
 from fedlpp.methods.fedsp_model import PROMPTS, USE_AUX
 from fedlpp.models import MODELS, load_state
 from fedlpp.models.tiny_llama import byte_tokenizer
+from fedlpp.typed import options as options_of
 
 FEDSP = ["fed.method=fedsp", "quant.name=none", "quant.bits=32"]
 
@@ -211,6 +212,6 @@ def test_no_text_left_for_the_server_is_a_one_line_error(tmp_path):
 @pytest.mark.parametrize("options", [{"virtual_tokens": 0}, {"distill_steps": -1},
                                      {"prompt_init": "zeros"}, {"distill_lr": 0.0}])
 def test_bad_fedsp_options_are_one_line_errors(options):
-    with pytest.raises(FedlppError) as err:
-        FedSP.Config(**options)
+    with pytest.raises(FedlppError) as err:  # built as every plugin's options are: typed
+        options_of(FedSP.Config, options, where="training method 'fedsp'")
     assert "\n" not in str(err.value) and next(iter(options)) in str(err.value)

@@ -57,6 +57,7 @@ from fedlpp.federation.broadcast import make_broadcast
 from fedlpp.federation.client import local_train, num_local_steps
 from fedlpp.models import trainable_state
 from fedlpp.seeding import derive_seed
+from fedlpp.typed import check
 
 Tensors = dict[str, torch.Tensor]
 
@@ -74,8 +75,7 @@ class LiraConfig(MembershipConfig):
         super().__post_init__()
         for name, low in (("shadows", 1), ("shadow_steps", 0), ("global_variance_below", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise FedlppError(f"Invalid {name}: {value!r} (allowed: an integer >= {low})")
+            check(value >= low, name, value, f"an integer >= {low}")  # its type: fedlpp.typed
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from attacks.base import ATTACKS
 from attacks.context import Observation
 from attacks.membership.base import MembershipAttack, MembershipConfig
 from attacks.signals import SampleSignals
-from fedlpp.errors import FedlppError
+from fedlpp.typed import check
 
 
 @dataclass
@@ -29,8 +29,7 @@ class MinKConfig(MembershipConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.k, bool) or not isinstance(self.k, int | float) or not 0 < self.k <= 1:
-            raise FedlppError(f"Invalid k: {self.k!r} (allowed: a fraction 0 < k <= 1)")
+        check(0 < self.k <= 1, "k", self.k, "a fraction 0 < k <= 1")
 
 
 def lowest_mean(values: Sequence[np.ndarray], *, k: float) -> np.ndarray:

@@ -23,7 +23,7 @@ from attacks.recovery.box_pgd import BoxPGD
 from attacks.recovery.local_finetune import LocalFinetune, check_option
 from attacks.recovery.trajectory import Trajectory
 from fedlpp.errors import FedlppError
-from fedlpp.registry import make_config
+from fedlpp.typed import options
 
 STRATEGIES = {cls.registered_name: cls for cls in (LocalFinetune, BoxPGD, Trajectory)}
 
@@ -40,13 +40,12 @@ class CollusionConfig(RecoveryConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ok = isinstance(self.clients, int) and not isinstance(self.clients, bool)
-        check_option(ok and self.clients >= 2,
+        check_option(self.clients >= 2,
                      attack="collusion", option="clients", value=self.clients,
                      allowed="an integer >= 2")
         check_option(self.strategy in STRATEGIES, attack="collusion", option="strategy",
                      value=self.strategy, allowed=", ".join(STRATEGIES))
-        check_option(isinstance(self.options, dict) and "client" not in self.options,
+        check_option("client" not in self.options,
                      attack="collusion", option="options", value=self.options,
                      allowed=f"a table of options of '{self.strategy}' other than client")
         try:  # the strategy's own checks, now rather than at run time
@@ -58,7 +57,7 @@ class CollusionConfig(RecoveryConfig):
         """The strategy's config built from ``options`` (its ``client`` is unused: the pooled
         view decides whose updates and data it sees)."""
         cls = STRATEGIES[self.strategy]
-        return make_config(cls.Config, dict(self.options),
+        return options(cls.Config, dict(self.options),
                            where=f"strategy '{self.strategy}'")
 
 

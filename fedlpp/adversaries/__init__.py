@@ -15,24 +15,14 @@ entry-point group ``fedlpp.adversaries``.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from fedlpp.adversaries.base import ADVERSARIES, Adversary, Targeting
 from fedlpp.errors import FedlppError
 
-_BUILTINS = ("nan", "inf", "huge", "sign_flip", "scaled", "garbage_bytes", "truncated",
-             "wrong_shape", "inflated_count")
-
-
-def load_builtins() -> None:
-    for module in _BUILTINS:  # importing a behaviour's module runs its @ADVERSARIES.register
-        importlib.import_module(f"fedlpp.adversaries.{module}")
-
 
 def build_adversaries(tables: list[Any], *, num_clients: int) -> list[Adversary]:
     """The configured behaviours; a client outside ``0..num_clients-1`` is an error."""
-    load_builtins()
     out = []
     for i, table in enumerate(tables):
         adversary = ADVERSARIES.build_table(table, where=f"adversaries[{i}]", key="behaviour")
@@ -44,6 +34,4 @@ def build_adversaries(tables: list[Any], *, num_clients: int) -> list[Adversary]
     return out
 
 
-load_builtins()
-
-__all__ = ["ADVERSARIES", "Adversary", "Targeting", "build_adversaries", "load_builtins"]
+__all__ = ["ADVERSARIES", "Adversary", "Targeting", "build_adversaries"]

@@ -20,7 +20,8 @@ from fedlpp.errors import FedlppError
 from fedlpp.federation.records import LocalUpdate
 from fedlpp.registry import Plugin, Registry
 
-ADVERSARIES = Registry("adversary behaviour", group="fedlpp.adversaries")
+ADVERSARIES = Registry("adversary behaviour", group="fedlpp.adversaries",
+                       builtins=["fedlpp.adversaries.*"])
 
 
 def check(ok: bool, *, behaviour: str | None, option: str, value: Any, allowed: str) -> None:

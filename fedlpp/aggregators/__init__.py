@@ -14,7 +14,6 @@ entry-point group ``fedlpp.aggregators``.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
@@ -24,9 +23,8 @@ import torch
 from fedlpp.errors import FedlppError
 from fedlpp.registry import Plugin, Registry
 
-AGGREGATORS = Registry("aggregation rule", group="fedlpp.aggregators")
-
-_BUILTINS = ("mean", "median", "trimmed_mean", "norm_bound", "krum")
+AGGREGATORS = Registry("aggregation rule", group="fedlpp.aggregators",
+                       builtins=["fedlpp.aggregators.*"])
 
 
 class Aggregator(Plugin, ABC):
@@ -96,8 +94,6 @@ def check_option(ok: bool, *, rule: str, option: str, value: Any, allowed: str) 
 
 def build_aggregator(table: Any) -> Aggregator:
     """A fresh aggregator from the config table ``aggregator = {name = ..., options}``."""
-    for module in _BUILTINS:
-        importlib.import_module(f"fedlpp.aggregators.{module}")
     return AGGREGATORS.build_table(table, where="aggregator")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from fedlpp.config import DataConfig
-from fedlpp.data import csv_file, hf, jsonl_file, kjv_genre, kjv_lm, text_file  # noqa: F401 (register)
 from fedlpp.data.base import DATASETS, Record, TextDataset
 from fedlpp.errors import FedlppError
 from fedlpp.seeding import numpy_rng

@@ -7,7 +7,7 @@ from typing import Literal
 
 from fedlpp.registry import Registry
 
-DATASETS = Registry("dataset", group="fedlpp.datasets")
+DATASETS = Registry("dataset", group="fedlpp.datasets", builtins=["fedlpp.data.*"])
 
 
 @dataclass(frozen=True)

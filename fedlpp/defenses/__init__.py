@@ -27,7 +27,6 @@ The hooks, in the order a round meets them:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,7 +35,7 @@ import torch
 from fedlpp.config import FedConfig
 from fedlpp.registry import NoOptions, Plugin, Registry
 
-DEFENSES = Registry("defense", group="fedlpp.defenses")
+DEFENSES = Registry("defense", group="fedlpp.defenses", builtins=["fedlpp.defenses.*"])
 
 Tensors = Mapping[str, torch.Tensor]
 Trainer = Callable[..., list[float]]
@@ -74,18 +73,9 @@ class Defense(Plugin):
         return {}
 
 
-_BUILTINS = ("dp_sgd", "dp_fedavg", "noise_before_quantize")
-
-
-def load_builtins() -> None:
-    for module in _BUILTINS:  # importing a defense's module runs its @DEFENSES.register
-        importlib.import_module(f"fedlpp.defenses.{module}")
-
-
 def build_defenses(tables: list[Any]) -> list[Defense]:
     """The configured defenses, in order (``defenses[i]`` names the bad table in errors)."""
-    load_builtins()
     return [DEFENSES.build_table(t, where=f"defenses[{i}]") for i, t in enumerate(tables)]
 
 
-__all__ = ["DEFENSES", "Defense", "NoOptions", "Rejected", "Trainer", "build_defenses", "load_builtins"]
+__all__ = ["DEFENSES", "Defense", "NoOptions", "Rejected", "Trainer", "build_defenses"]

@@ -33,13 +33,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from fedlpp.config import RunConfig, from_dict
+from fedlpp.config import RunConfig
 from fedlpp.data.partition import Splits
 from fedlpp.errors import FedlppError
 from fedlpp.federation.observers import Observer
 from fedlpp.federation.records import RoundRecord, RunResult, Step, Verdict
 from fedlpp.federation.wire import decode_payload, encode_payload
 from fedlpp.io import atomic_save_tensors, atomic_write_bytes, atomic_write_json
+from fedlpp.typed import from_dict
 
 
 class TraceLayout:

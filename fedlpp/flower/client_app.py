@@ -16,10 +16,11 @@ from typing import Any
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedlpp.config import RunConfig, from_dict
+from fedlpp.config import RunConfig
 from fedlpp.errors import FedlppError
 from fedlpp.federation.records import Step, Upload
 from fedlpp.flower.messages import decode_instruction, encode_reply, node_record
+from fedlpp.typed import from_dict
 
 app = ClientApp()
 

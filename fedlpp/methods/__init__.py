@@ -12,7 +12,6 @@ model as the method evaluates it, also when attacks reload a run) and ``attackab
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,9 +24,7 @@ if TYPE_CHECKING:
     from fedlpp.adversaries import Adversary
     from fedlpp.federation.context import RunContext
 
-METHODS = Registry("training method", group="fedlpp.methods")
-
-_BUILTINS = ("fedlpp", "fedsp")
+METHODS = Registry("training method", group="fedlpp.methods", builtins=["fedlpp.methods.*"])
 
 
 class Method(Plugin, ABC):
@@ -45,8 +42,6 @@ class Method(Plugin, ABC):
 
 def build_method(name: str) -> Method:
     """The training method ``fed.method`` names."""
-    for module in _BUILTINS:
-        importlib.import_module(f"fedlpp.methods.{module}")
     try:
         return METHODS.get(name)()
     except FedlppError as exc:

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from fedlpp.defenses import Defense, Trainer
-from fedlpp.errors import FedlppError
 from fedlpp.federation.broadcast import Broadcast
 from fedlpp.federation.client import (
     LocalModel,
@@ -59,6 +58,7 @@ from fedlpp.methods.fedsp_aux import aux_weight_names
 from fedlpp.methods.fedsp_model import AUX, FULL, PROMPTS, USE_AUX, PromptedModels, attach
 from fedlpp.models import load_state
 from fedlpp.seeding import derive_seed
+from fedlpp.typed import check
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -87,15 +87,8 @@ class FedSPConfig:
                   "distill_steps": 0, "aux_steps": -1}
         for key, low in lowest.items():
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise FedlppError(f"Invalid fedsp option {key}: {value!r} (allowed: an integer "
-                                  f">= {low})")
-        if not (isinstance(self.distill_lr, float | int) and self.distill_lr > 0):
-            raise FedlppError(f"Invalid fedsp option distill_lr: {self.distill_lr!r} "
-                              "(allowed: > 0)")
-        if self.prompt_init not in ("activations", "random"):
-            raise FedlppError(f"Invalid fedsp option prompt_init: {self.prompt_init!r} "
-                              "(allowed: 'activations', 'random')")
+            check(value >= low, f"fedsp option {key}", value, f"an integer >= {low}")
+        check(self.distill_lr > 0, "fedsp option distill_lr", self.distill_lr, "> 0")
 
 
 class FedSPServer:

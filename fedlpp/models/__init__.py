@@ -4,7 +4,6 @@ One file per model; each registers a loader in ``MODELS``. Third-party models re
 ``fedlpp.models`` entry-point group.
 """
 
-from fedlpp.models import hf, minilm, smollm2, tiny_llama  # noqa: F401  (registers the loaders)
 from fedlpp.models.core import (
     MODELS,
     Loaded,

@@ -30,7 +30,7 @@ Task: TypeAlias = Literal["lm", "cls"]
 Loaded: TypeAlias = "tuple[nn.Module, PreTrainedTokenizerBase, list[str]]"
 Loader: TypeAlias = Callable[..., "Loaded"]
 
-MODELS = Registry("model", group="fedlpp.models")
+MODELS = Registry("model", group="fedlpp.models", builtins=["fedlpp.models.*"])
 
 # peft-internal sub-modules that are nn.Linear but are adapters or head copies, not base weights
 _ADAPTER_PARTS = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector",

@@ -12,20 +12,13 @@ Built-in quantizers (one module each): ``nf``, ``uniform``, ``stochastic``, ``bn
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from fedlpp.quant.base import PackedTensor, Quantizer
 from fedlpp.registry import Registry
 
-QUANTIZERS = Registry("quantizer", group="fedlpp.quantizers")
-
-_BUILTINS = ("nf", "uniform", "stochastic", "bnb", "none")
-
-
-def _load_builtins() -> None:
-    for module in _BUILTINS:  # importing a plugin module runs its @QUANTIZERS.register
-        importlib.import_module(f"fedlpp.quant.{module}")
+QUANTIZERS = Registry("quantizer", group="fedlpp.quantizers", builtins=["fedlpp.quant.*"],
+                      option_prefix="quant.")
 
 
 def build_quantizer(name: str, **kwargs: Any) -> Quantizer:
@@ -34,17 +27,13 @@ def build_quantizer(name: str, **kwargs: Any) -> Quantizer:
     Raises:
         FedlppError: unknown name ("Did you mean ...?"), unknown option or invalid value.
     """
-    _load_builtins()
     return QUANTIZERS.build(name, **kwargs)
 
 
 def quantizer_for(packed: PackedTensor) -> Quantizer:
     """A quantizer that decodes ``packed`` (rebuilt from the payload's own metadata)."""
-    _load_builtins()
     return QUANTIZERS.build(packed.quantizer, bits=packed.bits, block_size=packed.block_size,
                             **packed.extra)
 
-
-_load_builtins()  # so QUANTIZERS.names() is complete as soon as the package is imported
 
 __all__ = ["QUANTIZERS", "PackedTensor", "Quantizer", "build_quantizer", "quantizer_for"]

@@ -17,7 +17,11 @@ import platform
 from pathlib import Path
 from typing import Any
 
-REL_TOL = 1e-4  # relative, on losses, perplexities and master-tensor summaries
+REL_TOL = 1e-4  # relative, on losses, perplexities and master-tensor summaries of tiny runs
+# real-model cells train for hundreds of steps, which amplifies last-bit differences: between
+# AVX2 and AVX-512 kernels the MiniLM classification cell's final loss moved by 1.7e-3
+# relative (1.7983 vs 1.7952), the SmolLM2 cells by less than 1e-4
+REL_TOL_REAL = 1e-2
 MODES: dict[str, str] = {}  # stored-results file -> the mode its tests ran in
 
 
@@ -40,9 +44,9 @@ def current_kernels() -> dict[str, str]:
             "torch": torch.__version__.split("+")[0]}
 
 
-def comparison_mode(stored_on: dict[str, str], *, source: str) -> str:
+def comparison_mode(stored_on: dict[str, str], *, source: str, rel: float = REL_TOL) -> str:
     """``"exact"`` when this machine's kernels (family and torch version) stored the numbers,
-    else ``"tolerance"``; recorded in :data:`MODES` under ``source``."""
+    else ``"tolerance"`` (floats within ``rel``); recorded in :data:`MODES` under ``source``."""
     here = current_kernels()
     same = all(here[k] == stored_on.get(k) for k in ("cpu_capability", "torch"))
     mode = "exact" if same else "tolerance"
@@ -50,26 +54,26 @@ def comparison_mode(stored_on: dict[str, str], *, source: str) -> str:
                      f"({stored_on.get('cpu_model')}, torch {stored_on.get('torch')}); "
                      f"this CPU uses {here['cpu_capability']} ({here['cpu_model']}, "
                      f"torch {here['torch']})"
-                     + ("" if same else f"; floats compared within relative {REL_TOL:g}"))
+                     + ("" if same else f"; floats compared within relative {rel:g}"))
     return mode
 
 
-def assert_close(new: Any, old: Any, *, mode: str, where: str = "") -> None:
+def assert_close(new: Any, old: Any, *, mode: str, where: str = "", rel: float = REL_TOL) -> None:
     """``new == old`` in ``exact`` mode; in ``tolerance`` mode the same structure (keys, list
-    lengths, ints, strings, bools exactly) with every float within :data:`REL_TOL` relative."""
+    lengths, ints, strings, bools exactly) with every float within ``rel`` relative."""
     if mode == "exact" or isinstance(old, bool) or old is None or isinstance(old, str):
         assert new == old, f"{where}: {new!r} != {old!r}"
     elif isinstance(old, dict):
         assert isinstance(new, dict) and sorted(new) == sorted(old), \
             f"{where}: keys {sorted(new) if isinstance(new, dict) else new!r} != {sorted(old)}"
         for k in old:
-            assert_close(new[k], old[k], mode=mode, where=f"{where}.{k}")
+            assert_close(new[k], old[k], mode=mode, where=f"{where}.{k}", rel=rel)
     elif isinstance(old, list):
         assert isinstance(new, list) and len(new) == len(old), f"{where}: {new!r} != {old!r}"
         for i, (n, o) in enumerate(zip(new, old, strict=True)):
-            assert_close(n, o, mode=mode, where=f"{where}[{i}]")
+            assert_close(n, o, mode=mode, where=f"{where}[{i}]", rel=rel)
     elif isinstance(old, int) and isinstance(new, int):
         assert new == old, f"{where}: {new!r} != {old!r}"
     else:
-        assert isinstance(new, int | float) and math.isclose(new, old, rel_tol=REL_TOL), \
-            f"{where}: {new!r} differs from the stored {old!r} by more than {REL_TOL:g} relative"
+        assert isinstance(new, int | float) and math.isclose(new, old, rel_tol=rel), \
+            f"{where}: {new!r} differs from the stored {old!r} by more than {rel:g} relative"
