@@ -12,6 +12,9 @@ cluster (``address``) no disk is assumed shared: each task runs its cell in a di
 own node, with a store per task, and returns the cell's record, which the driver writes into
 ``out/cells`` (traces kept with ``keep_runs`` stay on that node). A task that raises or whose
 worker dies is recorded as that cell's failure; the others go on.
+
+The executors are the table :data:`EXECUTORS` (name -> :class:`Executor`); ``--executor`` accepts
+its keys, so another executor is one function and one entry.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
@@ -34,7 +37,14 @@ from fedlpp.errors import FedlppError
 from fedlpp.io import atomic_write_json
 
 Work = Callable[..., dict[str, Any]]  # run_cell's signature
-EXECUTORS = ("process", "ray")
+Done = Callable[[dict[str, Any]], None]  # called with each cell's record as it is written
+
+
+class Executor(Protocol):
+    """Runs ``cells`` (the pending ones) into ``out``, calling ``done`` with each record."""
+
+    def __call__(self, cells: list[Cell], *, out: Path, jobs: int, address: str | None,
+                 keep_runs: bool, share: bool, work: Work, done: Done) -> None: ...
 
 
 def finished(out: Path, cell_id: str) -> bool:
@@ -88,7 +98,7 @@ def failure(cell: Cell, error: str) -> dict[str, Any]:
 
 def run_on_ray(cells: list[Cell], *, out: Path, jobs: int, address: str | None,
                keep_runs: bool, share: bool, work: Work,
-               done: Callable[[dict[str, Any]], None]) -> None:
+               done: Done) -> None:
     """Each cell a Ray task of one CPU; the driver writes every record into ``out/cells``."""
     import ray
 
@@ -114,18 +124,29 @@ def run_on_ray(cells: list[Cell], *, out: Path, jobs: int, address: str | None,
         ray.shutdown()
 
 
-def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
-              keep_runs: bool = False, command: str | None = None,
-              share: bool = True, executor: str = "process", address: str | None = None,
-              work: Work = run_cell) -> list[dict[str, Any]]:
-    """Run every cell of ``suite`` that has no ok result in ``out`` yet; returns all results.
+def run_in_processes(cells: list[Cell], *, out: Path, jobs: int, address: str | None,
+                     keep_runs: bool, share: bool, work: Work, done: Done) -> None:
+    """``jobs`` spawned worker processes, or (one job) this process; ``address`` is unused
+    (:func:`run_suite` refuses one for this executor)."""
+    if jobs == 1:
+        _init_worker()
+        for cell in cells:
+            done(work(cell, out=out, keep_runs=keep_runs, share=share))
+        return
+    ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
+        futures = {pool.submit(_work, work, c, str(out), keep_runs, share) for c in cells}
+        while futures:
+            finished_now, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for f in finished_now:
+                done(f.result())
 
-    ``command`` (the command line that runs it) is kept for the report's "Regenerate" line.
-    ``share``: cells reuse evaluations and signals other cells computed (off only to measure it).
-    ``executor``: ``process`` (``jobs`` local worker processes) or ``ray`` (Ray tasks on a local
-    instance of ``jobs`` CPUs, or on the cluster at ``address``). ``work`` runs one cell
-    (:func:`benchmarks.cell.run_cell`; tests pass a stand-in).
-    """
+
+EXECUTORS: dict[str, Executor] = {"process": run_in_processes, "ray": run_on_ray}
+
+
+def _check_options(suite: Suite, *, jobs: int, executor: str, address: str | None) -> None:
+    """One-line errors for options that cannot run, before anything is written."""
     if jobs < 1:
         raise FedlppError(f"Invalid --jobs: {jobs} (allowed: >= 1)")
     if executor not in EXECUTORS:
@@ -137,42 +158,68 @@ def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
         raise FedlppError(f"--address {address!r}: system.device 'auto' would be resolved on "
                           "this machine, not on the cluster's nodes; set it (allowed here: cpu, "
                           "cuda, cuda:N), e.g. --set system.device=cpu")
+
+
+def _record_suite(suite: Suite, *, out: Path, command: str | None) -> None:
+    """``out/suite.json``: the suite's name, grid keys, cells and command, for the report."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "suite.json", {
         "name": suite.name, "description": suite.description, "file": suite.path.name,
         "grid_keys": suite.grid_keys, "command": command,
         "cells": [{"id": c.id, "labels": c.labels} for c in suite.cells]})
-    pending = [c for c in suite.cells if not finished(out, c.id)]
+
+
+def _pending(suite: Suite, out: Path) -> list[Cell]:
+    """The cells of ``suite`` that have no ok result in ``out`` yet, in the suite's order."""
+    return [c for c in suite.cells if not finished(out, c.id)]
+
+
+def _progress(suite: Suite, pending: list[Cell], *, quiet: bool) -> tuple[tqdm, Done]:
+    """A bar over all of ``suite``'s cells (the finished ones counted in already) and the
+    ``done`` callback that advances it and prints each failed cell's error."""
     bar = tqdm(total=len(suite.cells), initial=len(suite.cells) - len(pending), disable=quiet,
                desc=f"suite {suite.name}", unit="cell")
-    failed = []
 
     def done(record: dict[str, Any]) -> None:
         bar.update(1)
         if record["status"] != "ok":
-            failed.append(record["id"])
             bar.write(f"cell {record['id']} failed: {record['error']}")
 
-    if executor == "ray":
-        run_on_ray(pending, out=out, jobs=jobs, address=address, keep_runs=keep_runs,
-                   share=share, work=work, done=done)
-    elif jobs == 1:
-        _init_worker()
-        for cell in pending:
-            done(work(cell, out=out, keep_runs=keep_runs, share=share))
-    else:
-        ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(_work, work, c, str(out), keep_runs, share)
-                       for c in pending}
-            while futures:
-                finished_now, futures = wait(futures, return_when=FIRST_COMPLETED)
-                for f in finished_now:
-                    done(f.result())
-    bar.close()
+    return bar, done
+
+
+def _tidy(out: Path) -> None:
+    """Remove what only running needed: an empty ``runs/`` and the shared store."""
     runs = out / "runs"
     if runs.is_dir() and not any(runs.iterdir()):
         runs.rmdir()  # traces are deleted after each cell unless --keep-runs
     shutil.rmtree(store_dir(out), ignore_errors=True)  # every cell has its numbers
+
+
+def _collect(suite: Suite, out: Path) -> list[dict[str, Any]]:
+    """The result of every cell of ``suite`` that has a file in ``out``, in the suite's order."""
     return [json.loads(cell_path(out, c.id).read_text()) for c in suite.cells
             if cell_path(out, c.id).exists()]
+
+
+def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
+              keep_runs: bool = False, command: str | None = None,
+              share: bool = True, executor: str = "process", address: str | None = None,
+              work: Work = run_cell) -> list[dict[str, Any]]:
+    """Run every cell of ``suite`` that has no ok result in ``out`` yet; returns all results.
+
+    ``command`` (the command line that runs it) is kept for the report's "Regenerate" line.
+    ``share``: cells reuse evaluations and signals other cells computed (off only to measure it).
+    ``executor`` (a key of :data:`EXECUTORS`): ``process`` (``jobs`` local worker processes) or
+    ``ray`` (Ray tasks on a local instance of ``jobs`` CPUs, or on the cluster at ``address``).
+    ``work`` runs one cell (:func:`benchmarks.cell.run_cell`; tests pass a stand-in).
+    """
+    _check_options(suite, jobs=jobs, executor=executor, address=address)
+    _record_suite(suite, out=out, command=command)
+    pending = _pending(suite, out)
+    bar, done = _progress(suite, pending, quiet=quiet)
+    EXECUTORS[executor](pending, out=out, jobs=jobs, address=address, keep_runs=keep_runs,
+                        share=share, work=work, done=done)
+    bar.close()
+    _tidy(out)
+    return _collect(suite, out)
