@@ -18,10 +18,10 @@ import torch
 
 from attacks.signals import SampleSignals, compute_signals
 from fedlpp.errors import FedlppError
-from fedlpp.federation.context import RunContext, prepare_run
-from fedlpp.federation.trace import TraceReader
 from fedlpp.models import load_state
 from fedlpp.quant import quantizer_for
+from fedlpp.run.context import RunContext, prepare_run
+from fedlpp.run.trace import TraceReader
 from fedlpp.store import ResultStore, tensors_key
 
 THREAT_MODELS = ("outsider", "client", "colluding", "server")

@@ -35,7 +35,7 @@ TARGET = 1.2
 
 def train_run(out: Path, *, model: str, records: int, rounds: int) -> None:
     from fedlpp.config import load_config
-    from fedlpp.federation.simulator import run_federation
+    from fedlpp.run.simulator import run_federation
 
     sets = [f"model.name={model}", f"data.max_records={records}", "data.seq_len=32",
             "fed.num_clients=2", f"fed.rounds={rounds}", "fed.local_steps=2", "fed.batch_size=4",

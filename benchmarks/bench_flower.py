@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fedlpp.config import load_config  # noqa: E402
-from fedlpp.federation.simulator import run_federation  # noqa: E402
 from fedlpp.flower.simulation import run_flower_simulation  # noqa: E402
+from fedlpp.run.simulator import run_federation  # noqa: E402
 
 SETS = ["data.name=kjv-lm", "data.max_records=160", "data.seq_len=32", "fed.num_clients=2",
         "fed.local_steps=4", "fed.batch_size=8", "fed.lr=3e-3", "eval.max_records=16",

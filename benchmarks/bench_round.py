@@ -43,7 +43,7 @@ import json, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 from fedlpp.config import load_config
-from fedlpp.federation.simulator import run_federation
+from fedlpp.run.simulator import run_federation
 import_s = time.perf_counter() - t0
 cfg = load_config(None, {sets!r})
 res = run_federation(cfg, out=Path(sys.argv[1]), quiet=True)

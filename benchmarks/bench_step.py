@@ -58,8 +58,8 @@ from fedlpp.config import DataConfig, LoraConfig, ModelConfig  # noqa: E402
 from fedlpp.data import load_dataset  # noqa: E402
 from fedlpp.data.encode import encode  # noqa: E402
 from fedlpp.federation.client import local_train  # noqa: E402
-from fedlpp.federation.records import Step  # noqa: E402
 from fedlpp.models import MODELS, load_model  # noqa: E402
+from fedlpp.protocol.records import Step  # noqa: E402
 from fedlpp.seeding import seed_torch  # noqa: E402
 
 TARGET = 0.95

@@ -65,10 +65,10 @@ def main() -> int:
     suite = pick(load_suite(find_suite(args.suite)), task=args.task,
                  bits=[int(b) for b in args.bits.split(",")], seed=args.seed)
     print(f"{len(suite.cells)} cells: {[c.labels for c in suite.cells]}")
-    from benchmarks.runner import _init_worker
-    from fedlpp.federation.context import prepare_run
+    from benchmarks.runner import init_worker
+    from fedlpp.run.context import prepare_run
 
-    _init_worker()
+    init_worker()
     prepare_run(suite.cells[0].config)  # warm-up, untimed: imports, model and data files
     times: dict[bool, list[float]] = {True: [], False: []}
     results = {}

@@ -83,8 +83,8 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False,
     """
     from attacks.context import AttackContext
     from attacks.runner import run_attacks
-    from fedlpp.federation.context import prepare_run
-    from fedlpp.federation.simulator import run_federation
+    from fedlpp.run.context import prepare_run
+    from fedlpp.run.simulator import run_federation
     from fedlpp.store import ResultStore
 
     t0 = time.perf_counter()

@@ -200,14 +200,13 @@ def _choice_items(key: str, value: Any) -> tuple[list[tuple[list[str], Any]], An
 def _check_names(config: RunConfig, *, where: str) -> None:
     """Cheap checks that need no model: plugin names and quantizer options."""
     from fedlpp.data import DATASETS
-    from fedlpp.federation.context import quantizer_from
     from fedlpp.models import MODELS
+    from fedlpp.run.resolve import resolve
 
     try:
         DATASETS.get(config.data.name)
         MODELS.get(config.model.name)
-        quantizer_from(config.quant)
-        quantizer_from(config.quant, upload=True)
+        resolve(config)  # every plugin it names, and the quantizers' options
     except FedlppError as exc:
         raise FedlppError(f"{exc} (cell {where or 'base'})") from None
 

@@ -55,7 +55,8 @@ def finished(out: Path, cell_id: str) -> bool:
         return False
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
+    """Set up a worker process for cells: one thread, quiet logs (also the serial path)."""
     import logging
     import warnings
 
@@ -78,7 +79,7 @@ def _work(work: Work, cell: Cell, out: str, keep_runs: bool, share: bool) -> dic
 def _ray_cell(work: Work, cell: Cell, out: str | None, keep_runs: bool,
               share: bool) -> dict[str, Any]:
     """One cell as a Ray task: into ``out``, or (``None``: a cluster node) a directory of its own."""
-    _init_worker()
+    init_worker()
     own = out is None
     where = Path(tempfile.mkdtemp(prefix=f"fedlpp-cell-{cell.id}-")) if own else Path(out)
     try:
@@ -129,12 +130,12 @@ def run_in_processes(cells: list[Cell], *, out: Path, jobs: int, address: str | 
     """``jobs`` spawned worker processes, or (one job) this process; ``address`` is unused
     (:func:`run_suite` refuses one for this executor)."""
     if jobs == 1:
-        _init_worker()
+        init_worker()
         for cell in cells:
             done(work(cell, out=out, keep_runs=keep_runs, share=share))
         return
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=init_worker) as pool:
         futures = {pool.submit(_work, work, c, str(out), keep_runs, share) for c in cells}
         while futures:
             finished_now, futures = wait(futures, return_when=FIRST_COMPLETED)

@@ -77,15 +77,17 @@ ENGINES = ("simulator", "flower")
 
 def cmd_train(args: argparse.Namespace) -> int:
     from fedlpp.config import load_config
+    from fedlpp.run.resolve import resolve
 
     cfg = load_config(args.config, args.set)  # all config errors before anything heavy
+    resolve(cfg)  # and every plugin it names
     out = Path(args.out)
     done = out / "result.json"
     if _finished(done) and not args.overwrite:
         raise FedlppError(f"--out {str(out)!r} already holds a finished run (result.json); "
                           "choose another directory or pass --overwrite")
-    from fedlpp.federation.simulator import RunFailed, run_federation
     from fedlpp.io import atomic_write_json
+    from fedlpp.run.simulator import RunFailed, run_federation
 
     if args.engine not in ENGINES:
         raise FedlppError(f"Invalid --engine: {args.engine!r} (allowed: {', '.join(ENGINES)})")

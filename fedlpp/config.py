@@ -1,7 +1,9 @@
 """Typed run configuration: defaults -> TOML file -> ``--set key=value``.
 
 Every section is a dataclass that validates itself in ``__post_init__``. Unknown keys and wrong
-types are ``FedlppError``s naming the key, the bad value and what is allowed.
+types are ``FedlppError``s naming the key, the bad value and what is allowed. This module only
+parses and validates: the plugins a config names (method, aggregator, defenses, adversaries)
+are checked by :func:`fedlpp.run.resolve.resolve`, so a config can be read without them.
 """
 
 from __future__ import annotations
@@ -203,24 +205,9 @@ class RunConfig:
         check(self.eval.select != "validation" or self.data.val_fraction > 0, "eval.select",
                self.eval.select, "'last' when data.val_fraction = 0 (no validation split to "
                "select on)")
-        check_plugins(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def check_plugins(cfg: RunConfig) -> None:
-    """Build every plugin the config names once, so a bad name or option fails at load time."""
-    from fedlpp.adversaries import build_adversaries  # plugins import config: import late
-    from fedlpp.aggregators import build_aggregator
-    from fedlpp.defenses import build_defenses
-    from fedlpp.methods import build_method
-
-    build_method(cfg.fed.method)
-    build_aggregator(cfg.aggregator).check_run(
-        clients_per_round=cfg.fed.clients_per_round or cfg.fed.num_clients)
-    build_defenses(cfg.defenses)
-    build_adversaries(cfg.adversaries, num_clients=cfg.fed.num_clients)
 
 
 # ----------------------------------------------------------------------------- loading

@@ -49,7 +49,7 @@ def tiny_sets():
 def run_tiny(tmp_path, *extra, name="run"):
     """Run the tiny federation with ``extra`` overrides; returns (result, out dir)."""
     from fedlpp.config import load_config
-    from fedlpp.federation.simulator import run_federation
+    from fedlpp.run.simulator import run_federation
 
     cfg = load_config(None, TINY + list(extra))
     out = tmp_path / name

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from fedlpp.federation.aggregate import apply_update, validate_update, weighted_mean
+from fedlpp.federation.master_update import apply_update, weighted_mean
+from fedlpp.federation.validate import validate_update
 
 
 def test_weighted_mean_known_answer():

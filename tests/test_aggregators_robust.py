@@ -20,6 +20,7 @@ from fedlpp.aggregators.robust import (
 from fedlpp.cli import main
 from fedlpp.config import load_config
 from fedlpp.errors import FedlppError
+from fedlpp.run.resolve import resolve
 
 
 def aggregate(table, updates, *, weights=None, broadcast=None, clients=None):
@@ -165,8 +166,9 @@ def test_bad_rule_options_are_one_line_errors_naming_the_value(table, words):
 ])
 def test_a_config_the_rule_cannot_serve_is_refused_at_load_in_one_line(tmp_path, capsys, sets,
                                                                        words):
+    cfg = load_config(None, sets)  # parses: the rule is a plugin, checked when resolved
     with pytest.raises(FedlppError) as info:
-        load_config(None, sets)
+        resolve(cfg)
     msg = str(info.value)
     assert "\n" not in msg
     for w in words:

@@ -153,7 +153,7 @@ def test_two_jobs_give_the_same_numbers_and_resume_skips_finished_cells(tmp_path
 
 
 def test_a_failing_cell_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
-    import fedlpp.federation.simulator as simulator
+    import fedlpp.run.simulator as simulator
 
     real = simulator.run_federation
 

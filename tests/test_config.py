@@ -1,9 +1,13 @@
 """Config loading: defaults -> TOML -> --set, with one-line errors for bad keys and values."""
 
+import subprocess
+import sys
+
 import pytest
 
 from fedlpp.config import RunConfig, load_config
 from fedlpp.errors import FedlppError
+from fedlpp.run.resolve import resolve
 
 
 def test_defaults_file_and_overrides(tmp_path):
@@ -63,3 +67,29 @@ def test_registry_suggests_and_rejects_duplicates():
         reg.get("alpah")
     with pytest.raises(FedlppError, match="registered twice"):
         reg.register("alpha")(Alpha)
+
+
+def test_a_config_naming_a_plugin_that_is_not_installed_can_still_be_read():
+    """Parsing checks types and ranges only: a trace made with a third-party defense that is
+    not installed here can be read; building the run (resolve) names the missing plugin."""
+    cfg = load_config(None, ['defenses=[{name = "not-installed-here", strength = 3}]'])
+    assert cfg.defenses == [{"name": "not-installed-here", "strength": 3}]
+    with pytest.raises(FedlppError, match=r"defenses\[0\]\.name: Unknown defense 'not-installed-here'"):
+        resolve(cfg)
+
+
+def test_reading_a_config_loads_no_plugin_and_no_engine():
+    code = ("import sys; from fedlpp.config import load_config; "
+            "load_config(None, ['defenses=[{name = \"dp-sgd\"}]']); "
+            "print(sorted(m for m in sys.modules if m.startswith('fedlpp')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert eval(out.stdout) == ["fedlpp", "fedlpp.config", "fedlpp.device", "fedlpp.errors",
+                                "fedlpp.typed"]
+
+
+def test_resolve_returns_a_new_config_and_leaves_its_input_alone():
+    cfg = load_config(None, ["quant.name=bnb-nf4"])
+    resolved = resolve(cfg)
+    assert (cfg.quant.bits, cfg.quant.block_size, cfg.quant.upload_bits) == (None, None, None)
+    assert (resolved.quant.bits, resolved.quant.block_size, resolved.quant.upload_bits) == (4, 64, 32)
+    assert resolve(resolved) == resolved  # idempotent: a trace's resolved config resolves to itself

@@ -14,8 +14,9 @@ from fedlpp.defenses.dp_fedavg import clip_update
 from fedlpp.defenses.dp_train import dp_local_train, poisson_batches, sequence_losses
 from fedlpp.errors import FedlppError
 from fedlpp.federation.client import local_train
-from fedlpp.federation.context import prepare_run
 from fedlpp.models import load_state, trainable_state
+from fedlpp.run.context import prepare_run
+from fedlpp.run.resolve import resolve
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -129,7 +130,7 @@ def test_zero_noise_has_no_epsilon_and_says_why(tmp_path):
 ])
 def test_bad_dp_options_are_one_line_errors(table, needle):
     with pytest.raises(FedlppError) as info:
-        load_config(None, [f"defenses=[{table}]"])
+        resolve(load_config(None, [f"defenses=[{table}]"]))
     assert needle in str(info.value) and "\n" not in str(info.value)
 
 

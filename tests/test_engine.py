@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 from fedlpp.cli import main
 from fedlpp.config import load_config
 from fedlpp.defenses import DEFENSES, Defense
-from fedlpp.federation.context import prepare_run
-from fedlpp.federation.simulator import RunFailed, build_parts, run_federation
+from fedlpp.methods.assemble import build_parts
+from fedlpp.run.context import prepare_run
+from fedlpp.run.simulator import RunFailed, run_federation
 
 
 class CountingTrainer(Defense):
@@ -103,7 +104,7 @@ def test_a_larger_block_costs_fewer_bytes_now_that_padding_is_not_sent(tmp_path)
 
 
 def test_the_trace_records_every_training_batch_with_its_record_ids(tmp_path):
-    from fedlpp.federation.trace import TraceReader
+    from fedlpp.run.trace import TraceReader
 
     result, out = run_tiny(tmp_path, 'adversaries=[{behaviour = "nan", clients = [1], rounds = [2]}]')
     trace = TraceReader(out)

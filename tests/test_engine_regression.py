@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent / "regression"))
 from cases import CASES, STORED, run_case  # noqa: E402
 from cpu_kernels import assert_close, comparison_mode  # noqa: E402
 
-from fedlpp.federation.wire import HEADER  # noqa: E402
+from fedlpp.protocol.wire import HEADER  # noqa: E402
 
 STORED_FILE = json.loads(STORED.read_text())
 STORED_RESULTS = STORED_FILE["cases"]

@@ -13,6 +13,7 @@ from fedlpp.cli import main
 from fedlpp.config import load_config
 from fedlpp.defenses import DEFENSES, Rejected
 from fedlpp.errors import FedlppError
+from fedlpp.run.resolve import resolve
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,7 +49,7 @@ def test_a_value_moved_beyond_the_limit_is_rejected_and_counted():
 ])
 def test_a_bad_option_is_a_one_line_error(tmp_path, capsys, table, words):
     with pytest.raises(FedlppError):
-        load_config(None, [*TINY, f"defenses=[{table}]"])
+        resolve(load_config(None, [*TINY, f"defenses=[{table}]"]))
     out = tmp_path / "out"
     sets = [x for s in [*TINY, f"defenses=[{table}]"] for x in ("--set", s)]
     assert main(["train", "--out", str(out), "--quiet", *sets]) == 2

@@ -16,15 +16,15 @@ from fedlpp.data import load_dataset
 from fedlpp.data.encode import encode
 from fedlpp.errors import FedlppError
 from fedlpp.evaluate import utility
-from fedlpp.federation.context import prepare_run
-from fedlpp.federation.simulator import run_federation
-from fedlpp.federation.trace import TraceReader
 from fedlpp.methods import METHODS
 from fedlpp.methods.fedsp import FedSP
 from fedlpp.methods.fedsp_aux import aux_weight_names, build_aux, distill, hidden_mse
 from fedlpp.methods.fedsp_model import PROMPTS, USE_AUX
 from fedlpp.models import MODELS, load_state
 from fedlpp.models.tiny_llama import byte_tokenizer
+from fedlpp.run.context import prepare_run
+from fedlpp.run.simulator import run_federation
+from fedlpp.run.trace import TraceReader
 from fedlpp.typed import options as options_of
 
 FEDSP = ["fed.method=fedsp", "quant.name=none", "quant.bits=32"]

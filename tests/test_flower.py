@@ -18,7 +18,6 @@ from safetensors.torch import load_file
 
 from fedlpp.config import load_config
 from fedlpp.errors import FedlppError
-from fedlpp.federation.records import Step, Upload
 from fedlpp.flower import client_app
 from fedlpp.flower.messages import (
     Instruction,
@@ -28,6 +27,7 @@ from fedlpp.flower.messages import (
     encode_reply,
 )
 from fedlpp.flower.server_app import check_engine, discover, run_on_grid
+from fedlpp.protocol.records import Step, Upload
 
 
 @pytest.fixture(autouse=True)

@@ -211,8 +211,8 @@ def test_lira_shadow_pool_is_every_record_no_client_trained_on():
 
 @pytest.mark.parametrize("option, words", [
     ("global_variance_below=-1", ["global_variance_below", "-1", ">= 0"]),
-    ("shadows=1.5", ["shadows", "1.5", ">= 1"]),
-    ("form='product'", ["form", "'product'", "difference, ratio"]),
+    ("shadows=1.5", ["shadows", "1.5", "expected int"]),
+    ("form='product'", ["form", "'product'", "'difference', 'ratio'"]),
 ])
 def test_bad_options_are_one_line_errors(option, words):
     name = "reference" if option.startswith("form") else "lira"

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from fedlpp.config import RunConfig
-from fedlpp.federation.simulator import run_federation
-from fedlpp.federation.wire import HEADER
+from fedlpp.protocol.wire import HEADER
+from fedlpp.run.simulator import run_federation
 from fedlpp.typed import from_dict
 
 ROOT = Path(__file__).resolve().parent.parent

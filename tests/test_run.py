@@ -9,8 +9,8 @@ from conftest import run_tiny
 from safetensors.torch import load_file
 
 from fedlpp.config import load_config
-from fedlpp.federation.context import quantizer_from
-from fedlpp.federation.wire import decode_payload
+from fedlpp.protocol.wire import decode_payload
+from fedlpp.run.resolve import quantizer_from
 
 
 def _metrics(result):

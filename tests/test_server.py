@@ -11,10 +11,11 @@ from fedlpp.adversaries import build_adversaries
 from fedlpp.aggregators import AGGREGATORS, Aggregator
 from fedlpp.config import FedConfig
 from fedlpp.defenses import DEFENSES, Defense, Rejected
-from fedlpp.federation.aggregate import FLOAT32_MAX, delta_norm, overflow_culprits
 from fedlpp.federation.client import encode_update
-from fedlpp.federation.records import LocalUpdate, Upload
+from fedlpp.federation.master_update import overflow_culprits
 from fedlpp.federation.server import FedLPPServer
+from fedlpp.federation.validate import FLOAT32_MAX, delta_norm
+from fedlpp.protocol.records import LocalUpdate, Upload
 from fedlpp.quant import build_quantizer
 
 ENROLLED = [10 + c for c in range(10)]

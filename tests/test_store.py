@@ -5,13 +5,13 @@ import pytest
 from conftest import TINY, run_tiny
 
 import attacks.context as context_module
-import fedlpp.federation.context as context_run
+import fedlpp.run.context as context_run
 from attacks.context import AttackContext
 from attacks.runner import run_attacks
 from attacks.signals import SampleSignals
 from fedlpp.config import load_config
-from fedlpp.federation.context import prepare_run
-from fedlpp.federation.simulator import run_federation
+from fedlpp.run.context import prepare_run
+from fedlpp.run.simulator import run_federation
 from fedlpp.store import ResultStore
 
 

@@ -4,7 +4,7 @@ of an upload is a one-line reason, found before any value is read."""
 import pytest
 import torch
 
-from fedlpp.federation.wire import (
+from fedlpp.protocol.wire import (
     HEADER,
     Layout,
     WireError,

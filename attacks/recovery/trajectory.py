@@ -41,7 +41,7 @@ from attacks.context import Observation
 from attacks.recovery.base import RecoveryAttack, RecoveryConfig
 from attacks.recovery.intervals import Step, clamp_into, filter_boxes, midpoint, payload_boxes
 from attacks.recovery.local_finetune import check_option, is_positive
-from fedlpp.federation.aggregate import weighted_mean
+from fedlpp.federation.master_update import weighted_mean
 from fedlpp.quant import quantizer_for
 
 MOVEMENTS = ("own", "none")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from fedlpp.errors import FedlppError
-from fedlpp.federation.records import LocalUpdate
+from fedlpp.protocol.records import LocalUpdate
 from fedlpp.registry import Plugin, Registry
 
 ADVERSARIES = Registry("adversary behaviour", group="fedlpp.adversaries",

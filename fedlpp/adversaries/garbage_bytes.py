@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedlpp.adversaries.base import ADVERSARIES, Adversary, Targeting, check
-from fedlpp.federation.wire import HEADER, reseal
+from fedlpp.protocol.wire import HEADER, reseal
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from fedlpp.adversaries.base import ADVERSARIES, Adversary, Targeting, check
-from fedlpp.federation.records import LocalUpdate
+from fedlpp.protocol.records import LocalUpdate
 
 
 @dataclass

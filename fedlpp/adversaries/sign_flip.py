@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 
 from fedlpp.adversaries.base import ADVERSARIES, Adversary
-from fedlpp.federation.records import LocalUpdate
+from fedlpp.protocol.records import LocalUpdate
 
 
 @ADVERSARIES.register("sign-flip")

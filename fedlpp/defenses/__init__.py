@@ -27,18 +27,18 @@ The hooks, in the order a round meets them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from fedlpp.config import FedConfig
+from fedlpp.protocol.trainer import Trainer
 from fedlpp.registry import NoOptions, Plugin, Registry
 
 DEFENSES = Registry("defense", group="fedlpp.defenses", builtins=["fedlpp.defenses.*"])
 
 Tensors = Mapping[str, torch.Tensor]
-Trainer = Callable[..., list[float]]
 
 
 class Rejected(Exception):

@@ -14,9 +14,10 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from fedlpp.defenses import DEFENSES, Defense, Trainer
+from fedlpp.defenses import DEFENSES, Defense
 from fedlpp.defenses.accounting import check_dp_options, epsilon, new_accountant, spend
 from fedlpp.defenses.dp_train import dp_local_train, sample_rate
+from fedlpp.protocol.trainer import Trainer
 
 
 @dataclass

@@ -21,7 +21,7 @@ from opacus.optimizers import DPOptimizer
 
 from fedlpp.data.batching import batch_slices, trim
 from fedlpp.device import model_device, to_device
-from fedlpp.federation.records import Step
+from fedlpp.protocol.records import Step
 from fedlpp.seeding import derive_seed, seed_torch, torch_generator
 
 
@@ -59,6 +59,28 @@ def poisson_batches(n: int, *, rate: float, steps: int,
     sampling the accountant assumes); a batch may be empty."""
     for _ in range(steps):
         yield torch.nonzero(torch.rand(n, generator=generator) < rate).flatten()
+
+
+def _private_step(wrapped: GradSampleModule, opt: DPOptimizer, *, params: list[torch.nn.Parameter],
+                  batch: torch.Tensor, data: Mapping[str, torch.Tensor],
+                  on_norms: Callable[[torch.Tensor], None] | None) -> float | None:
+    """One DP-SGD step on the records ``batch`` (row positions): per-record gradients, clipped,
+    noised and applied by ``opt``. Returns the batch's mean loss, or None for an empty Poisson
+    batch (the step is then the noise alone)."""
+    loss_value = None
+    if len(batch):
+        rows = trim({k: v[batch] for k, v in data.items()})
+        loss = sequence_losses(wrapped, rows).mean()
+        loss.backward()
+        loss_value = float(loss.detach())
+        if on_norms is not None:
+            on_norms(per_sample_norms(params))
+    else:
+        for p in params:
+            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss_value
 
 
 def dp_local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], steps: int,
@@ -101,20 +123,12 @@ def dp_local_train(*, model: torch.nn.Module, data: Mapping[str, torch.Tensor], 
         try:
             for idx in batches:
                 t0 = time.perf_counter()
-                if len(idx):
-                    batch = trim({k: v[idx] for k, v in data.items()})
-                    loss = sequence_losses(wrapped, batch).mean()
-                    loss.backward()
-                    losses.append(float(loss.detach()))
-                    if on_norms is not None:
-                        on_norms(per_sample_norms(params))
-                else:  # an empty Poisson batch: the step is the noise alone, and has no loss
-                    for p in params:
-                        p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                loss = _private_step(wrapped, opt, params=params, batch=idx, data=data,
+                                     on_norms=on_norms)
+                if loss is not None:
+                    losses.append(loss)
                 if on_step is not None:
-                    on_step(Step(batch=idx.tolist(), loss=losses[-1] if len(idx) else 0.0,
+                    on_step(Step(batch=idx.tolist(), loss=0.0 if loss is None else loss,
                                  seconds=time.perf_counter() - t0))
         finally:
             wrapped.to_standard_module()

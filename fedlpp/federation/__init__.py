@@ -1,7 +1,9 @@
-"""The FedLPP round engine.
+"""The round engine's parts, below the training methods that assemble them.
 
 ``server.py`` (the master, its broadcasts, aggregation of uploads) and ``client.py`` (decode ->
-train -> encode) are the engine-agnostic parts; ``wire.py`` is the bytes both ways;
-``simulator.py`` drives them in one process, observed by ``trace.py`` and ``observers.py``;
-``context.py`` prepares a run; ``aggregate.py`` is the pure server-side maths.
+train -> encode) are engine-agnostic: the in-process simulator (:mod:`fedlpp.run.simulator`) and
+the Flower apps (:mod:`fedlpp.flower`) drive the same objects. ``broadcast.py`` quantizes and
+packs the master; ``validate.py`` checks each received update; ``master_update.py`` is the
+weighted mean and the straight-through update of the master. The bytes and records they exchange
+are :mod:`fedlpp.protocol`.
 """

@@ -1,6 +1,6 @@
 """Server -> client: quantize the master's private tensors and pack them.
 
-The wire format of one broadcast is the body of :mod:`fedlpp.federation.wire`: per tensor,
+The wire format of one broadcast is the body of :mod:`fedlpp.protocol.wire`: per tensor,
 ``PackedTensor.to_bytes()`` (codes densely packed at ``bits`` bits plus per-block scales), in
 the master's order. Tensor names and shapes are not sent: both sides know the architecture.
 """
@@ -13,7 +13,7 @@ from functools import cached_property
 
 import torch
 
-from fedlpp.federation.wire import encode_body
+from fedlpp.protocol.wire import encode_body
 from fedlpp.quant import PackedTensor, Quantizer
 from fedlpp.seeding import derive_seed
 

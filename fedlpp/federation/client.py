@@ -18,15 +18,14 @@ import torch
 from fedlpp.adversaries import Adversary
 from fedlpp.config import FedConfig
 from fedlpp.data.batching import batch_slices, trim
-from fedlpp.defenses import Defense, Trainer
+from fedlpp.defenses import Defense
 from fedlpp.device import model_device, to_device
-from fedlpp.federation.records import LocalUpdate, Step, Upload
-from fedlpp.federation.wire import Layout, decode_body, encode_upload
 from fedlpp.models import load_state, trainable_state
+from fedlpp.protocol.records import LocalUpdate, Step, Upload
+from fedlpp.protocol.trainer import StepCallback, Trainer
+from fedlpp.protocol.wire import Layout, decode_body, encode_upload
 from fedlpp.quant import Quantizer
 from fedlpp.seeding import derive_seed, seed_torch, torch_generator
-
-StepCallback = Callable[[Step], None]
 
 
 def num_local_steps(fed: FedConfig, *, num_examples: int) -> int:

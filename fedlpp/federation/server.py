@@ -18,18 +18,17 @@ from fedlpp.aggregators import build_aggregator
 from fedlpp.config import FedConfig
 from fedlpp.defenses import Defense, Rejected
 from fedlpp.errors import FedlppError
-from fedlpp.federation.aggregate import (
-    apply_update,
+from fedlpp.federation.broadcast import Broadcast, make_broadcast
+from fedlpp.federation.master_update import apply_update, overflow_culprits
+from fedlpp.federation.validate import (
     contribution_limit,
     delta_norm,
     max_abs,
     non_finite,
-    overflow_culprits,
     validate_update,
 )
-from fedlpp.federation.broadcast import Broadcast, make_broadcast
-from fedlpp.federation.records import Upload, Verdict
-from fedlpp.federation.wire import Layout, decode_upload
+from fedlpp.protocol.records import Upload, Verdict
+from fedlpp.protocol.wire import Layout, decode_upload
 from fedlpp.quant import Quantizer
 from fedlpp.seeding import derive_seed
 

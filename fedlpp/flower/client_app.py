@@ -18,8 +18,8 @@ from flwr.clientapp import ClientApp
 
 from fedlpp.config import RunConfig
 from fedlpp.errors import FedlppError
-from fedlpp.federation.records import Step, Upload
 from fedlpp.flower.messages import decode_instruction, encode_reply, node_record
+from fedlpp.protocol.records import Step, Upload
 from fedlpp.typed import from_dict
 
 app = ClientApp()
@@ -31,8 +31,8 @@ def client_part(config: dict[str, Any]) -> Any:
     """The method's client object for the run ``config`` (prepared once per process)."""
     key = json.dumps(config, sort_keys=True)
     if key not in _prepared:
-        from fedlpp.federation.context import prepare_run
-        from fedlpp.federation.simulator import bound_defenses, build_client
+        from fedlpp.methods.assemble import bound_defenses, build_client
+        from fedlpp.run.context import prepare_run
 
         _prepared.clear()
         ctx = prepare_run(from_dict(RunConfig, config))

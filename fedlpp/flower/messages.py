@@ -17,7 +17,7 @@ from typing import Any
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from fedlpp.errors import FedlppError
-from fedlpp.federation.records import Step, Upload
+from fedlpp.protocol.records import Step, Upload
 
 TRAIN, QUERY = "train", "query"
 PAYLOAD, INSTRUCTION, UPLOAD, REPORT, NODE = "payload", "instruction", "upload", "report", "node"

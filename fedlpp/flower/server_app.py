@@ -1,4 +1,4 @@
-"""The Flower ``ServerApp``: the simulator's round (``fedlpp.federation.simulator.drive``) over a
+"""The Flower ``ServerApp``: the simulator's round (``fedlpp.run.simulator.drive``) over a
 Flower grid. The server object is the method's own (fp32 master, quantized broadcasts, upload
 validation, aggregation rule, defenses); only the transport differs: each sampled client's train
 message carries the packed broadcast, and its reply the packed upload, as Flower records.
@@ -23,7 +23,6 @@ from flwr.serverapp import Grid, ServerApp
 from fedlpp.config import RunConfig, load_config
 from fedlpp.defenses import Defense, build_defenses
 from fedlpp.errors import FedlppError
-from fedlpp.federation.records import Step, Upload
 from fedlpp.flower.messages import (
     QUERY,
     TRAIN,
@@ -32,6 +31,8 @@ from fedlpp.flower.messages import (
     encode_instruction,
     node_partition,
 )
+from fedlpp.protocol.records import Step, Upload
+from fedlpp.run.context import RunContext
 
 CONNECT_TIMEOUT_S = 120.0  # how long the server waits for every client's node to connect
 ROUND_TIMEOUT_S = 3600.0  # how long it waits for a round's replies
@@ -77,7 +78,7 @@ def discover(grid: Grid, *, num_clients: int, timeout: float = CONNECT_TIMEOUT_S
 
 
 class GridTraining:
-    """A round's local training over a Flower grid (see :class:`~fedlpp.federation.simulator.Training`)."""
+    """A round's local training over a Flower grid (see :class:`~fedlpp.run.simulator.Training`)."""
 
     def __init__(self, grid: Grid, *, config: dict[str, Any], nodes: dict[int, int],
                  timeout: float = ROUND_TIMEOUT_S) -> None:
@@ -111,13 +112,13 @@ def run_on_grid(grid: Grid, cfg: RunConfig, *, out: Path, quiet: bool = True,
                 connect_timeout: float = CONNECT_TIMEOUT_S,
                 round_timeout: float = ROUND_TIMEOUT_S) -> dict[str, Any]:
     """Run ``cfg`` with its clients on ``grid``'s nodes; writes ``out/result.json`` and the trace."""
-    from fedlpp.federation.simulator import run_federation
+    from fedlpp.run.simulator import run_federation
 
     check_engine(cfg)
 
-    def transport(ctx: Any) -> GridTraining:
+    def transport(ctx: RunContext) -> GridTraining:
         nodes = discover(grid, num_clients=cfg.fed.num_clients, timeout=connect_timeout)
-        return GridTraining(grid, config=cfg.to_dict(), nodes=nodes, timeout=round_timeout)
+        return GridTraining(grid, config=ctx.cfg.to_dict(), nodes=nodes, timeout=round_timeout)
 
     return run_federation(cfg, out=out, quiet=quiet, echo=not quiet, transport=transport)
 

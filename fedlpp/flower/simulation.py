@@ -15,7 +15,7 @@ from fedlpp.flower.server_app import check_engine, server_app
 def run_flower_simulation(cfg: RunConfig, *, out: Path, quiet: bool = True,
                           num_cpus_per_client: float = 1.0, **timeouts: float) -> dict[str, Any]:
     """Run ``cfg`` as a Flower simulation with one virtual node per client; returns what
-    :func:`~fedlpp.federation.simulator.run_federation` returns for the same run."""
+    :func:`~fedlpp.run.simulator.run_federation` returns for the same run."""
     check_engine(cfg)
     from flwr.simulation import run_simulation
 

@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING
 import torch
 
 from fedlpp.defenses import Defense
-from fedlpp.federation.client import LocalModel, StepCallback, client_round
-from fedlpp.federation.records import Step, Upload
+from fedlpp.federation.client import LocalModel, client_round
 from fedlpp.federation.server import FedLPPServer
-from fedlpp.federation.wire import Layout
 from fedlpp.methods import METHODS, Method
+from fedlpp.protocol.records import Step, Upload
+from fedlpp.protocol.trainer import StepCallback
+from fedlpp.protocol.wire import Layout
 
 if TYPE_CHECKING:
     from fedlpp.adversaries import Adversary
-    from fedlpp.federation.context import RunContext
+    from fedlpp.run.context import RunContext
 
 
 class FedLPPClient:

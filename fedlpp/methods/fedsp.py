@@ -41,22 +41,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from fedlpp.defenses import Defense, Trainer
+from fedlpp.defenses import Defense
 from fedlpp.federation.broadcast import Broadcast
-from fedlpp.federation.client import (
-    LocalModel,
-    StepCallback,
-    client_round,
-    local_train,
-    num_local_steps,
-)
-from fedlpp.federation.records import Step, Upload, Verdict
+from fedlpp.federation.client import LocalModel, client_round, local_train, num_local_steps
 from fedlpp.federation.server import FedLPPServer
-from fedlpp.federation.wire import Layout
 from fedlpp.methods import METHODS, Method
 from fedlpp.methods.fedsp_aux import aux_weight_names
 from fedlpp.methods.fedsp_model import AUX, FULL, PROMPTS, USE_AUX, PromptedModels, attach
 from fedlpp.models import load_state
+from fedlpp.protocol.records import Step, Upload, Verdict
+from fedlpp.protocol.trainer import StepCallback, Trainer
+from fedlpp.protocol.wire import Layout
 from fedlpp.seeding import derive_seed
 from fedlpp.typed import check
 
@@ -64,7 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from fedlpp.adversaries import Adversary
-    from fedlpp.federation.context import RunContext
+    from fedlpp.run.context import RunContext
 
 AUX_STAGE = 4  # seed tag of the auxiliary-weights stage (the client step uses tags 0..3)
 

@@ -25,7 +25,7 @@ from fedlpp.models import MODELS
 from fedlpp.seeding import derive_seed, seed_torch
 
 if TYPE_CHECKING:
-    from fedlpp.federation.context import RunContext
+    from fedlpp.run.context import RunContext
 
 log = logging.getLogger("fedlpp")
 

@@ -74,7 +74,7 @@ def tensors_summary(path: Path) -> dict[str, dict[str, float]]:
 def run_case(name: str, out: Path) -> dict:
     """Train case ``name`` into ``out``; return what must not change (+ byte counts)."""
     from fedlpp.config import load_config
-    from fedlpp.federation.simulator import run_federation
+    from fedlpp.run.simulator import run_federation
 
     path, sets = CASES[name]
     cfg = load_config(ROOT / path if path else None, sets)

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from fedlpp.federation.context import RunContext
-from fedlpp.federation.records import RoundRecord
-from fedlpp.federation.selection import convergence, select_round
+from fedlpp.protocol.records import RoundRecord
+from fedlpp.run.context import RunContext
+from fedlpp.run.selection import convergence, select_round
 
 
 @dataclass

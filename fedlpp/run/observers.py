@@ -4,7 +4,7 @@ The driver calls the same named hooks on every observer, in this order: ``on_sta
 ``on_evaluate(0)`` (the base model), then per round ``on_round_start``, ``on_broadcast``,
 ``on_step`` (each local training step, with its batch's record ids), ``on_verdict`` (each upload
 the server judged), ``on_evaluate`` and ``on_round``;
-``on_end`` once, also when the run fails. The trace writer (:mod:`fedlpp.federation.trace`)
+``on_end`` once, also when the run fails. The trace writer (:mod:`fedlpp.run.trace`)
 is one too.
 """
 
@@ -16,17 +16,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from fedlpp.federation.records import RoundRecord, RunResult, Step, Verdict
+from fedlpp.federation.broadcast import Broadcast
+from fedlpp.methods import ServerPart
+from fedlpp.protocol.records import RoundRecord, RunResult, Step, Verdict
+from fedlpp.run.context import RunContext
 
 
 class Observer:
     """Base class: every hook does nothing."""
 
-    def on_start(self, ctx: Any, server: Any) -> None: ...
+    def on_start(self, ctx: RunContext, server: ServerPart) -> None: ...
 
     def on_round_start(self, rnd: int, clients: Sequence[int]) -> None: ...
 
-    def on_broadcast(self, rnd: int, sent: Any) -> None: ...
+    def on_broadcast(self, rnd: int, sent: Broadcast) -> None: ...
 
     def on_step(self, rnd: int, client: int, step: Step) -> None: ...
 
@@ -36,7 +39,7 @@ class Observer:
 
     def on_round(self, record: RoundRecord) -> None: ...
 
-    def on_end(self, result: RunResult, server: Any) -> None: ...
+    def on_end(self, result: RunResult, server: ServerPart) -> None: ...
 
 
 class Observers(Observer):
@@ -45,7 +48,7 @@ class Observers(Observer):
     def __init__(self, *observers: Observer) -> None:
         self.all = list(observers)
 
-    def on_start(self, ctx: Any, server: Any) -> None:
+    def on_start(self, ctx: RunContext, server: ServerPart) -> None:
         for o in self.all:
             o.on_start(ctx, server)
 
@@ -53,7 +56,7 @@ class Observers(Observer):
         for o in self.all:
             o.on_round_start(rnd, clients)
 
-    def on_broadcast(self, rnd: int, sent: Any) -> None:
+    def on_broadcast(self, rnd: int, sent: Broadcast) -> None:
         for o in self.all:
             o.on_broadcast(rnd, sent)
 
@@ -73,7 +76,7 @@ class Observers(Observer):
         for o in self.all:
             o.on_round(record)
 
-    def on_end(self, result: RunResult, server: Any) -> None:
+    def on_end(self, result: RunResult, server: ServerPart) -> None:
         for o in self.all:
             o.on_end(result, server)
 
@@ -118,7 +121,7 @@ class Console(Observer):
         self.quiet, self.echo = quiet, echo
         self.bar: Any = None
 
-    def on_start(self, ctx: Any, server: Any) -> None:
+    def on_start(self, ctx: RunContext, server: ServerPart) -> None:
         from fedlpp.federation.client import num_local_steps
 
         self.ctx, self.steps = ctx, num_local_steps
@@ -148,6 +151,6 @@ class Console(Observer):
                 + (f" | update refused ({record.refused['reason']})" if record.refused else ""))
         (print if self.quiet else self.bar.write)(line)
 
-    def on_end(self, result: RunResult, server: Any) -> None:
+    def on_end(self, result: RunResult, server: ServerPart) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -6,7 +6,6 @@ model load so a typo costs no time.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedlpp.config import QuantConfig, RunConfig
+from fedlpp.config import RunConfig
 from fedlpp.data import TextDataset, load_dataset
 from fedlpp.data.encode import encode
 from fedlpp.data.partition import Splits, make_splits
@@ -29,7 +28,8 @@ from fedlpp.models import (
     load_state,
     trainable_state,
 )
-from fedlpp.quant import QUANTIZERS, Quantizer, build_quantizer
+from fedlpp.quant import Quantizer
+from fedlpp.run.resolve import quantizer_from, resolve
 from fedlpp.store import ResultStore, content_key, shared_result, tensors_key
 
 
@@ -135,29 +135,12 @@ def _records_from_arrays(a: Mapping[str, np.ndarray]) -> PerRecord:
     return torch.from_numpy(a["losses"].copy()), torch.from_numpy(a["counts"].copy()), preds
 
 
-def quantizer_from(q: QuantConfig, *, upload: bool = False) -> Quantizer:
-    """Build the broadcast (or upload) quantizer from the ``quant`` section."""
-    name = q.upload if upload else q.name
-    bits = q.upload_bits if upload else q.bits
-    kwargs: dict[str, object] = {}
-    if bits is not None:
-        kwargs["bits"] = bits
-    if q.block_size is not None:
-        kwargs["block_size"] = q.block_size
-    fields = {f.name for f in dataclasses.fields(QUANTIZERS.get(name).Config)}
-    if "grid" in fields:
-        kwargs["grid"] = q.grid
-    # a field a quantizer has no use for (block size of `none`) is not passed to it
-    kwargs = {k: v for k, v in kwargs.items() if k in fields}
-    return build_quantizer(name, **kwargs)
-
-
 def prepare_run(cfg: RunConfig) -> RunContext:
-    """Load and check everything; resolves the quantizer defaults into ``cfg.quant``."""
+    """Load and check everything for ``cfg``; ``ctx.cfg`` is the resolved config
+    (:func:`fedlpp.run.resolve.resolve`: plugins checked, quantizer defaults filled in)."""
+    cfg = resolve(cfg)
     quantizer = quantizer_from(cfg.quant)
     uploader = quantizer_from(cfg.quant, upload=True)
-    cfg.quant.bits, cfg.quant.block_size = quantizer.bits, quantizer.block_size
-    cfg.quant.upload_bits = uploader.bits
 
     dataset = load_dataset(cfg.data, seed=cfg.seed)
     splits = make_splits(dataset, cfg=cfg.data, num_clients=cfg.fed.num_clients, seed=cfg.seed)

@@ -36,10 +36,13 @@ from safetensors.torch import load_file
 from fedlpp.config import RunConfig
 from fedlpp.data.partition import Splits
 from fedlpp.errors import FedlppError
-from fedlpp.federation.observers import Observer
-from fedlpp.federation.records import RoundRecord, RunResult, Step, Verdict
-from fedlpp.federation.wire import decode_payload, encode_payload
+from fedlpp.federation.broadcast import Broadcast
 from fedlpp.io import atomic_save_tensors, atomic_write_bytes, atomic_write_json
+from fedlpp.methods import ServerPart
+from fedlpp.protocol.records import RoundRecord, RunResult, Step, Verdict
+from fedlpp.protocol.wire import decode_payload, encode_payload
+from fedlpp.run.context import RunContext
+from fedlpp.run.observers import Observer
 from fedlpp.typed import from_dict
 
 
@@ -81,14 +84,14 @@ class TraceWriter(Observer):
         self.accepted: dict[int, bool] = {}
         self.at.root.mkdir(parents=True, exist_ok=True)
 
-    def on_start(self, ctx: Any, server: Any) -> None:
+    def on_start(self, ctx: RunContext, server: ServerPart) -> None:
         self.server = server
         atomic_write_json(self.at.splits, ctx.splits.to_json())
         base = {n: t for n, t in server.master.items() if n in server.static}
         if self.masters != "none" and base:
             atomic_save_tensors(self.at.private_base, base)
 
-    def on_broadcast(self, rnd: int, sent: Any) -> None:
+    def on_broadcast(self, rnd: int, sent: Broadcast) -> None:
         if self.payloads:
             atomic_write_bytes(self.at.payload(rnd), encode_payload(sent.packed))
         if self.masters == "all" or (self.masters == "last" and rnd == self.rounds):
@@ -110,7 +113,7 @@ class TraceWriter(Observer):
         atomic_write_json(self.at.batches(record.round), batches)
         self.steps, self.accepted = {}, {}
 
-    def on_end(self, result: RunResult, server: Any) -> None:
+    def on_end(self, result: RunResult, server: ServerPart) -> None:
         if result.status != "ok":
             return
         # the reported round's master and the broadcast made from it: what the run released

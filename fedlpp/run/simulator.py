@@ -12,19 +12,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from fedlpp.adversaries import build_adversaries
 from fedlpp.config import RunConfig
-from fedlpp.defenses import Defense, build_defenses
 from fedlpp.device import describe, model_device
 from fedlpp.errors import FedlppError
-from fedlpp.federation.context import RunContext, prepare_run
-from fedlpp.federation.evaluation import Evaluation
-from fedlpp.federation.observers import Console, Observer, Observers, Timer
-from fedlpp.federation.records import RoundRecord, RunResult, Step, Upload
-from fedlpp.federation.trace import TraceWriter
 from fedlpp.io import atomic_write_json
 from fedlpp.meta import provenance
-from fedlpp.methods import build_method
+from fedlpp.methods import ClientPart, ServerPart
+from fedlpp.methods.assemble import build_client, build_server
+from fedlpp.protocol.records import RoundRecord, RunResult, Step, Upload
+from fedlpp.run.context import RunContext, prepare_run
+from fedlpp.run.evaluation import Evaluation
+from fedlpp.run.observers import Console, Observer, Observers, Timer
+from fedlpp.run.resolve import resolve
+from fedlpp.run.trace import TraceWriter
 from fedlpp.seeding import numpy_rng
 
 
@@ -44,7 +44,7 @@ class Training(Protocol):
                  on_step: Callable[[int, Step], None]) -> Iterable[Upload]: ...
 
 
-def in_process(client: Any) -> Training:
+def in_process(client: ClientPart) -> Training:
     """Training by the method's client object in this process, one client after another (each
     upload is aggregated before the next client trains)."""
     def train(clients: list[int], *, rnd: int, payload: bytes,
@@ -68,7 +68,8 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
     """Run federated training as configured; write ``out/result.json`` and the trace.
 
     ``quiet`` hides the progress bar; ``echo`` prints one line per round; ``ctx`` is an already
-    prepared run (``prepare_run(cfg)``), e.g. to attack it afterwards with the same model;
+    prepared run (``prepare_run(cfg)``, whose resolved ``ctx.cfg`` is then the one run), e.g. to
+    attack it afterwards with the same model;
     ``transport`` makes the :class:`Training` from the prepared run (default: the method's
     client object in this process).
     Bad inputs raise FedlppError before anything is written; a failure once the run has started
@@ -76,6 +77,7 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
     """
     timer = Timer()
     try:
+        cfg = ctx.cfg if ctx is not None else resolve(cfg)  # what result.json records
         ctx = ctx or prepare_run(cfg)
         server, defenses = build_server(ctx)
         train = transport(ctx) if transport else in_process(build_client(ctx, defenses=defenses))
@@ -100,7 +102,7 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
     return result.to_dict()
 
 
-def drive(ctx: RunContext, *, server: Any, train: Training, watch: Observer,
+def drive(ctx: RunContext, *, server: ServerPart, train: Training, watch: Observer,
           rounds: list[RoundRecord]) -> Evaluation:
     """The rounds, top to bottom; each finished round is appended to ``rounds``. Returns the
     run's measurements (the untrained model, each evaluated round, the round it reports)."""
@@ -136,33 +138,6 @@ def drive(ctx: RunContext, *, server: Any, train: Training, watch: Observer,
         rounds.append(record)
         watch.on_round(record)
     return evaluation
-
-
-def build_parts(ctx: RunContext) -> tuple[Any, Any, list[Defense]]:
-    """The configured method's server and client objects, and the defenses they share."""
-    server, defenses = build_server(ctx)
-    return server, build_client(ctx, defenses=defenses), defenses
-
-
-def build_server(ctx: RunContext) -> tuple[Any, list[Defense]]:
-    """The configured method's server object and the run's defenses, bound to the run."""
-    defenses = bound_defenses(ctx.cfg)
-    return build_method(ctx.cfg.fed.method).server(ctx, defenses=defenses), defenses
-
-
-def bound_defenses(cfg: RunConfig) -> list[Defense]:
-    """The run's defenses, bound to its seed and federation."""
-    defenses = build_defenses(cfg.defenses)
-    for d in defenses:
-        d.bind(seed=cfg.seed, fed=cfg.fed)
-    return defenses
-
-
-def build_client(ctx: RunContext, *, defenses: list[Defense]) -> Any:
-    """The configured method's client object (with the run's adversaries)."""
-    cfg = ctx.cfg
-    adversaries = build_adversaries(cfg.adversaries, num_clients=cfg.fed.num_clients)
-    return build_method(cfg.fed.method).client(ctx, defenses=defenses, adversaries=adversaries)
 
 
 def _meta(timer: Timer, ctx: RunContext | None) -> dict[str, Any]:

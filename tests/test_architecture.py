@@ -1,0 +1,233 @@
+"""The house reads top-down: each stage imports only the stages below it.
+
+The import graph is read from the source (``ast``), counting imports inside functions too (a
+late import is still a dependency) and leaving out ``if TYPE_CHECKING:`` blocks (annotations
+only). Importing ``a.b.c`` also runs ``a/__init__`` and ``a/b/__init__``, so those count too.
+:data:`FLOORS` is the stage map the README's architecture section and the design guide show.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("fedlpp", "attacks", "benchmarks")
+
+# bottom to top; a unit is a first-level module or folder of fedlpp/, or the whole of attacks/
+# or benchmarks/. A unit may import its own floor (without a cycle) and the floors below.
+FLOORS: list[tuple[str, ...]] = [
+    ("fedlpp", "fedlpp.errors", "fedlpp.io", "fedlpp.meta", "fedlpp.seeding"),
+    ("fedlpp.typed", "fedlpp.device"),
+    ("fedlpp.config", "fedlpp.registry"),
+    ("fedlpp.quant", "fedlpp.data", "fedlpp.models", "fedlpp.store"),
+    ("fedlpp.evaluate", "fedlpp.protocol"),  # protocol: the round's records and bytes
+    ("fedlpp.aggregators", "fedlpp.adversaries", "fedlpp.defenses"),  # plugins of a round
+    ("fedlpp.federation",),  # the engine's parts: server, client, validation, master update
+    ("fedlpp.methods",),  # training methods, and their parts assembled for a run
+    ("fedlpp.run",),  # a run: resolve, prepare, drive, evaluate, select, observe, trace
+    ("fedlpp.flower",),  # the same run over Flower
+    ("attacks",),
+    ("benchmarks",),
+    ("fedlpp.cli",),  # the command: the one module of fedlpp/ that reaches attacks, benchmarks
+]
+FLOOR = {unit: level for level, units in enumerate(FLOORS) for unit in units}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+
+def import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement, at any depth, outside ``if TYPE_CHECKING:`` bodies."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                for other in child.orelse:
+                    visit_one(other)
+            else:
+                visit_one(child)
+
+    def visit_one(node: ast.AST) -> None:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        visit(node)
+
+    visit(tree)
+    return found
+
+
+def _project_module(name: str) -> str | None:
+    """The longest project module ``name`` starts with (``a.b.C`` -> ``a.b``)."""
+    while name and name not in modules():
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _absolute(module: str, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".") if modules()[module].name == "__init__.py" else module.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+@cache
+def imports_of(module: str) -> frozenset[str]:
+    """The project modules ``module`` imports (with the packages whose ``__init__`` that runs)."""
+    tree = ast.parse(modules()[module].read_text())
+    targets: set[str] = set()
+    for node in import_nodes(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            source = _absolute(module, node)
+            names = [f"{source}.{a.name}" for a in node.names]
+        for name in names:
+            target = _project_module(name)
+            if target is None:
+                continue
+            parts = target.split(".")
+            for i in range(1, len(parts) + 1):  # a.b.c runs a/__init__, a/b/__init__ too
+                step = ".".join(parts[:i])
+                if step in modules() and not (module == step or module.startswith(step + ".")):
+                    targets.add(step)
+    targets.discard(module)
+    return frozenset(targets)
+
+
+def unit_of(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "fedlpp" else parts[0]
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    sys.setrecursionlimit(max(10_000, sys.getrecursionlimit()))
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return found
+
+
+def test_no_import_cycle_between_modules():
+    graph = {m: set(imports_of(m)) for m in modules()}
+    assert cycles(graph) == []
+
+
+def test_no_import_cycle_between_the_stages_of_fedlpp():
+    graph: dict[str, set[str]] = {}
+    for m in modules():
+        graph.setdefault(unit_of(m), set()).update(
+            unit_of(t) for t in imports_of(m) if unit_of(t) != unit_of(m))
+    assert cycles(graph) == []
+
+
+def test_every_unit_has_a_floor():
+    assert {unit_of(m) for m in modules()} <= set(FLOOR), \
+        sorted({unit_of(m) for m in modules()} - set(FLOOR))
+
+
+def test_no_import_reaches_a_higher_floor():
+    upward = sorted(f"{m} -> {t}" for m in modules() for t in imports_of(m)
+                    if FLOOR.get(unit_of(t), -1) > FLOOR.get(unit_of(m), -1))
+    assert upward == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    private = []
+    for module, path in modules().items():
+        for node in import_nodes(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and _project_module(_absolute(module, node)):
+                private += [f"{module}: {node.module}.{a.name}" for a in node.names
+                            if a.name.startswith("_") and not a.name.startswith("__")]
+    assert private == []
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    long = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert long == []
+
+
+def test_no_code_path_builds_a_bitsandbytes_layer():
+    """A bitsandbytes layer's CPU forward changes on AVX-512-bf16 CPUs (in eval mode, on an input
+    that needs no grad, ``Linear4bit`` repacks its weight and its LoRA grads come back None), so
+    no path may build one untested: bnb is used only through its block-wise functions
+    (``fedlpp/quant/bnb.py``, checked by ``tests/test_quant_bnb.py`` on whatever CPU runs it).
+    A new path that builds such a layer must set ``support_avx512bf16_for_cpu = False`` and come
+    with a test of its LoRA gradients after an eval-mode forward, then leave this list."""
+    layers = {"Linear4bit", "Linear8bitLt", "LinearNF4", "LinearFP4", "Params4bit",
+              "BitsAndBytesConfig", "load_in_4bit", "load_in_8bit"}
+    found = []
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = node.attr if isinstance(node, ast.Attribute) else (
+                node.id if isinstance(node, ast.Name) else (
+                    node.arg if isinstance(node, ast.keyword) else None))
+            if name in layers:
+                found.append(f"{module}: {name}")
+    assert found == []
+
+
+@pytest.mark.parametrize("source, found", [
+    ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}, [["a", "b", "c"]]),
+    ({"a": {"b"}, "b": set()}, []),
+])
+def test_the_cycle_finder_finds_cycles(source, found):
+    assert cycles(source) == found
+
+
+def test_a_function_level_import_counts(tmp_path):
+    tree = ast.parse("def f():\n    import x.y\nif TYPE_CHECKING:\n    import z\n")
+    assert [type(n).__name__ for n in import_nodes(tree)] == ["Import"]
