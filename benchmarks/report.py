@@ -246,6 +246,20 @@ def _method_lines(rows: list[dict[str, Any]]) -> list[str]:
         f"({BOOT_SEED}), paired over test records between the models of one seed.", ""]
 
 
+def kernels_line(cells: list[dict[str, Any]]) -> str:
+    """Which CPUs and torch kernels computed the cells: training floats differ in the last bits
+    between kernel families (AVX2 vs AVX-512), so a rerun elsewhere matches within a tolerance
+    (the README gives the measured one), not bit for bit."""
+    kinds: dict[str, int] = {}
+    for c in cells:
+        cpu = c.get("meta", {}).get("cpu") or {}
+        where = f"{cpu.get('model') or 'unknown CPU'}, torch {cpu.get('torch_capability')} kernels"
+        kinds[where] = kinds.get(where, 0) + 1
+    return ("Computed on: " + "; ".join(f"{w} ({n} cells)" for w, n in sorted(kinds.items()))
+            + ". A rerun on other kernels matches within a tolerance, not bit for bit (README, "
+            "\"Reproducing a published number\").")
+
+
 def build_report(out: Path, *, command: str | None = None) -> Path:
     """Write ``report.md``, ``summary.csv`` and plots into ``out``; returns the report path."""
     from benchmarks.plots import write_plots
@@ -265,7 +279,8 @@ def build_report(out: Path, *, command: str | None = None) -> Path:
              f"{len(ok)} of {len(suite['cells'])} cells ok, {len(failed)} failed, "
              f"{len(suite['cells']) - len(cells)} not run. "
              f"Code: {', '.join(s[:10] for s in shas)}{' (uncommitted changes)' if dirty else ''}. "
-             "Each cell's resolved config and provenance are in `cells/<id>.json`.", ""]
+             "Each cell's resolved config and provenance are in `cells/<id>.json`.", "",
+             kernels_line(cells), ""]
     lines += _method_lines(rows)
     lines += check_claims(rows)
     lines += ["## Results", ""] + markdown_tables(rows) + sweep_tables(rows)

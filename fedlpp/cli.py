@@ -1,6 +1,10 @@
-"""The ``fedlpp`` command: ``train`` a FedLPP run, ``ls`` the registered plugins.
+"""The ``fedlpp`` command: ``train`` a FedLPP run, ``attack`` it, ``bench`` a suite, ``ls`` the
+registered plugins.
 
 Bad input ends with exit code 2 and one line on stderr naming the bad value and what is allowed.
+
+This is the top floor of the house: the one module of ``fedlpp/`` that imports ``attacks`` and
+``benchmarks`` (which sit above the trainer); ``tests/test_architecture.py`` holds the stage map.
 """
 
 from __future__ import annotations

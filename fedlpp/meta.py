@@ -21,7 +21,7 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def _cpu() -> dict[str, Any]:
+def cpu_kernels() -> dict[str, Any]:
     """The CPU and the vector instructions torch's kernels use on it: float results can differ
     in the last bits between CPUs whose kernels differ (e.g. AVX2 vs AVX-512)."""
     model = platform.processor() or None
@@ -52,7 +52,7 @@ def provenance() -> dict[str, Any]:
     # published results under reports/ are not code: writing them does not make a run "dirty"
     status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports")
     return {
-        "cpu": _cpu(),
+        "cpu": cpu_kernels(),
         "git_sha": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
         "versions": versions,

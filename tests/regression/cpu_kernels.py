@@ -13,8 +13,6 @@ test run (``conftest.py``), so a tolerance-mode pass is never mistaken for an ex
 from __future__ import annotations
 
 import math
-import platform
-from pathlib import Path
 from typing import Any
 
 REL_TOL = 1e-4  # relative, on losses, perplexities and master-tensor summaries of tiny runs
@@ -25,22 +23,14 @@ REL_TOL_REAL = 1e-2
 MODES: dict[str, str] = {}  # stored-results file -> the mode its tests ran in
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def current_kernels() -> dict[str, str]:
     """This machine's torch CPU kernel family and CPU model, as stored beside results."""
     import torch
 
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_model": cpu_model(),
+    from fedlpp.meta import cpu_kernels
+
+    cpu = cpu_kernels()
+    return {"cpu_capability": cpu["torch_capability"], "cpu_model": cpu["model"],
             "torch": torch.__version__.split("+")[0]}
 
 
