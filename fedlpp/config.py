@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fedlpp.errors import FedlppError
+from fedlpp.io import read_toml
 from fedlpp.typed import check, from_dict
 
 
@@ -242,13 +243,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Defaults, then the TOML file at ``path``, then each ``key=value`` override."""
     values: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FedlppError(f"Config file not found: {str(p)!r}")
-        try:
-            values = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise FedlppError(f"Config file {str(p)!r} is not valid TOML: {exc}") from None
+        values = read_toml(path, what="a config file (TOML)")
     for item in overrides:
         key, value = parse_set(item)
         merge(values, key, value)

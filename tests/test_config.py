@@ -84,7 +84,7 @@ def test_reading_a_config_loads_no_plugin_and_no_engine():
             "print(sorted(m for m in sys.modules if m.startswith('fedlpp')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert eval(out.stdout) == ["fedlpp", "fedlpp.config", "fedlpp.device", "fedlpp.errors",
-                                "fedlpp.typed"]
+                                "fedlpp.io", "fedlpp.typed"]
 
 
 def test_resolve_returns_a_new_config_and_leaves_its_input_alone():
