@@ -112,6 +112,12 @@ def main() -> None:
             if rep:  # the first pair warms up allocators and kernels
                 times[name].append((time.perf_counter() - w0, time.process_time() - c0))
                 memory[name] = max(memory[name], rss.peak)
+    report(times, memory, results, start=start)
+
+
+def report(times: dict[str, list[tuple[float, float]]], memory: dict[str, int],
+           results: dict[str, list[tuple[dict, list[float]]]], *, start: dict) -> None:
+    """Print the medians, the ratios and the two paths' agreement."""
     wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
     cpu = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
     for k in times:
