@@ -7,9 +7,11 @@ The server builds a fresh one each round, tells it the broadcast the clients sta
 asks for the :meth:`Aggregator.result`. A rule that can stream (the weighted mean, norm-bound)
 holds one accumulator; one that cannot (median, trimmed mean, Krum) keeps every update
 (:class:`Buffered`). :meth:`Aggregator.check_run` refuses, at config load, a run the rule cannot
-serve; :meth:`Aggregator.report` says what the rule did in its round. Built-in: ``mean``,
-``median``, ``trimmed-mean``, ``norm-bound``, ``krum``; third-party rules register through the
-entry-point group ``fedlpp.aggregators``.
+serve; :meth:`Aggregator.needs` says how many accepted updates a round must have (when
+rejections leave fewer, the server leaves the master as it is for that round and records why in
+the round's ``refused``); :meth:`Aggregator.report` says what the rule did in its round.
+Built-in: ``mean``, ``median``, ``trimmed-mean``, ``norm-bound``, ``krum``; third-party rules
+register through the entry-point group ``fedlpp.aggregators``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ class Aggregator(Plugin, ABC):
 
     def check_run(self, *, clients_per_round: int) -> None:
         """Raise a FedlppError if a run with this many clients per round cannot use the rule."""
+
+    def needs(self) -> tuple[int, str]:
+        """The fewest accepted updates the rule can aggregate in one round, and that
+        requirement in words (for the round's record when rejections leave fewer).
+
+        The server asks before :meth:`result`: a round with fewer accepted updates does not
+        update the master (its ``refused`` names the rule, the accepted count and this
+        requirement) and the run goes on.
+        """
+        return 1, "at least one update"
 
     def report(self) -> dict[str, Any]:
         """What the rule did in its round (e.g. how many updates it clipped)."""

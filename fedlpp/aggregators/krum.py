@@ -40,8 +40,12 @@ class Krum(Buffered):
 
     Each update's score is its summed squared distance to its n-f-2 nearest other updates; the
     best-scored one is the result (Krum), or the unweighted mean of the ``multi`` best
-    (Multi-Krum). Example counts are ignored. Needs n > 2f+2 updates; keeps every update of
-    the round.
+    (Multi-Krum). Example counts are ignored; keeps every update of the round.
+
+    Needs n > 2f+2 accepted updates, and n >= ``multi`` (:meth:`needs`). :meth:`check_run`
+    refuses, at load, a run whose clients per round cannot meet that; a round in which
+    rejected uploads leave fewer is not aggregated: the master stays as it is for that round,
+    the round's ``refused`` says why (rule, accepted count, what it needed) and the run goes on.
     """
 
     Config = KrumConfig
@@ -62,6 +66,12 @@ class Krum(Buffered):
             raise FedlppError(f"Invalid aggregator.multi: {m} for aggregation rule 'krum' with "
                               f"{clients_per_round} clients per round (allowed: "
                               f"1..{clients_per_round})")
+
+    def needs(self) -> tuple[int, str]:
+        f, m = self.config.byzantine, self.config.multi
+        if m > 2 * f + 3:
+            return m, f"multi={m} averages the {m} best-scored updates"
+        return 2 * f + 3, f"byzantine={f}: n > 2*byzantine+2 = {2 * f + 2}"
 
     def result(self) -> dict[str, torch.Tensor]:
         n, f, m = self.count, self.config.byzantine, self.config.multi

@@ -28,7 +28,9 @@ class TrimmedMeanConfig:
 class TrimmedMean(Buffered):
     """Coordinate-wise mean without the floor(beta*n) largest and smallest values, unweighted.
 
-    Example counts are ignored. Keeps every update of the round.
+    Example counts are ignored. Keeps every update of the round. When ``floor(beta * n)`` is 0
+    (few updates, e.g. rejections left 3 with beta 0.2) nothing is trimmed and the result is
+    the plain unweighted mean: :meth:`report` then says so in the round's ``aggregation``.
     """
 
     Config = TrimmedMeanConfig
@@ -39,5 +41,10 @@ class TrimmedMean(Buffered):
         return {n: trimmed_mean(stack(self.updates, name=n), trim=trim) for n in self.updates[0]}
 
     def report(self) -> dict[str, Any]:
-        return {"trimmed_each_end": trim_count(self.config.beta, n=self.count),
-                "updates": self.count}
+        beta, n = self.config.beta, self.count
+        trim = trim_count(beta, n=n)
+        out: dict[str, Any] = {"trimmed_each_end": trim, "updates": n}
+        if trim == 0 and beta > 0 and n:
+            out["untrimmed"] = (f"floor(beta*n) = floor({beta:g}*{n}) = 0: nothing trimmed, the "
+                                f"plain mean of the {n} accepted update{'s' if n != 1 else ''}")
+        return out

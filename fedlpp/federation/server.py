@@ -96,9 +96,14 @@ class FedLPPServer:
         aggregate, so a round never holds every update. ``observe`` sees each verdict with its
         decoded tensors (e.g. to write the trace) before they are dropped.
 
+        A round whose accepted updates are fewer than the aggregation rule needs (Krum with
+        rejected uploads) leaves the master as it is: the refusal names the rule, the accepted
+        count and what it needed, and the run goes on.
+
         Returns:
-            The verdicts (without tensors), and ``None`` if the master was updated, else why the
-            round's update was refused and which clients caused it.
+            The verdicts (without tensors), and ``None`` if the master was updated (or no
+            update was accepted), else why the round's update was refused and which clients
+            caused it.
         """
         sent = self.broadcast(rnd)
         received = {n: sent.proxy[n] for n in self.reference}
@@ -131,6 +136,11 @@ class FedLPPServer:
         if not rule.count:
             self.aggregation_report = {}
             return verdicts, None
+        needed, why = rule.needs()
+        if rule.count < needed:  # rejections left too few for the rule: the master stays
+            self.aggregation_report = {}
+            return verdicts, too_few(rnd, rule=rule.name, needed=needed, why=why,
+                                     verdicts=verdicts)
         mean = rule.result()
         self.aggregation_report = rule.report()
         return verdicts, self._apply(rnd, mean, received=received, reach=reach)
@@ -205,3 +215,15 @@ class FedLPPServer:
             if norm > bound:
                 return f"update norm {norm:.4g} exceeds fed.max_update_norm={bound:g}"
         return None
+
+
+def too_few(rnd: int, *, rule: str, needed: int, why: str, verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    """The refusal of a round whose accepted updates are fewer than aggregation rule ``rule``
+    needs: the reason, the clients whose uploads were rejected, the rule and both counts."""
+    accepted = sum(v.accepted for v in verdicts)
+    rejected = sorted(v.client for v in verdicts if not v.accepted)
+    reason = (f"aggregation rule '{rule}' needs at least {needed} accepted updates ({why}), got "
+              f"{accepted} of {len(verdicts)}; update refused")
+    log.warning("round %d: %s; rejected clients: %s", rnd, reason, rejected)
+    return {"reason": reason, "clients": rejected, "rule": rule, "accepted": accepted,
+            "needed": needed}

@@ -47,10 +47,11 @@ def load_minilm(cfg: ModelConfig, *, task: Task, num_labels: int | None) -> Load
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = _model_folder()
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(HEAD_SEED)
         model = AutoModelForSequenceClassification.from_pretrained(
-            folder, num_labels=num_labels, dtype=torch_dtype(cfg), local_files_only=True
+            folder, num_labels=num_labels, dtype=torch_dtype(cfg), local_files_only=True,
+            trust_remote_code=False,
         )
     return model.eval(), tokenizer, ["query", "value"]

@@ -52,8 +52,9 @@ def _build_cache(final: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
     folder = _gguf_folder()
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE, trust_remote_code=False)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE,
+                                                      trust_remote_code=False)
     # save_pretrained refuses a GGUF-loaded model: copy its (dequantized) weights into a plain one
     config = gguf_model.config
     del config.quantization_config
@@ -95,10 +96,11 @@ def load_smollm2(cfg: ModelConfig, *, task: Task, num_labels: int | None) -> Loa
     if not (final / "config.json").is_file():
         _build_cache(final)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(final, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(final, local_files_only=True,
+                                                  trust_remote_code=False)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        kwargs = {"dtype": torch_dtype(cfg), "local_files_only": True}
+        kwargs = {"dtype": torch_dtype(cfg), "local_files_only": True, "trust_remote_code": False}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(HEAD_SEED)
             if task == "lm":

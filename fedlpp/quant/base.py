@@ -9,6 +9,7 @@ codes of the tensor's own values are sent: a partial last block costs no padding
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,75 @@ def _check_codes(n_codes: int, *, numel: int, bits: int, quantizer: str) -> None
     if n_codes < need:
         raise FedlppError(f"Payload codes of {n_codes} bytes are too short for {numel} values of "
                           f"{bits} bits (expected at least {need} bytes for quantizer '{quantizer}')")
+
+
+# The largest block a payload may declare for a tensor smaller than the block: decoding pads a
+# tensor to whole blocks, so this bounds what a crafted header can make a reader allocate
+# (16,777,216 values; the largest block any suite uses is 65,536). A block up to the tensor's
+# own size is always allowed.
+MAX_BLOCK_SIZE = 2**24
+_BITS = (*range(1, 9), 16, 32)  # packed code widths 1..8; raw float16 / float32 for ``none``
+META_KEYS = ("quantizer", "bits", "block_size", "shape", "dtype", "codes_nbytes", "n_scales")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _field(ok: bool, field: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise FedlppError(f"Invalid payload field {field}: {value!r} ({allowed})")
+
+
+def check_meta(meta: Any, *, nbytes: int, max_block_size: int | None = MAX_BLOCK_SIZE) -> None:
+    """A one-line FedlppError naming the first field of payload metadata ``meta`` (see
+    :meth:`PackedTensor.meta`) that is of the wrong type, contradicts the other fields, or
+    that ``nbytes`` bytes of codes and scales cannot hold. Allocates nothing.
+
+    ``max_block_size``: the largest ``block_size`` a tensor with fewer values may declare
+    (None: no cap).
+    """
+    if not isinstance(meta, dict):
+        raise FedlppError(f"Payload metadata is a {type(meta).__name__}, expected a JSON object")
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise FedlppError(f"Payload metadata lacks {', '.join(missing)}")
+    name, bits, block, shape = meta["quantizer"], meta["bits"], meta["block_size"], meta["shape"]
+    n_codes, n_scales = meta["codes_nbytes"], meta["n_scales"]
+    _field(isinstance(name, str) and bool(name), "quantizer", name, "allowed: a quantizer name")
+    _field(_is_int(bits) and bits in _BITS, "bits", bits, "allowed: 1..8, 16, 32")
+    _field(_is_int(block) and block >= 1, "block_size", block, "allowed: an integer >= 1")
+    _field(isinstance(shape, list | tuple) and all(_is_int(d) and d >= 0 for d in shape),
+           "shape", shape, "allowed: a list of integers >= 0")
+    _field(isinstance(meta["dtype"], str) and meta["dtype"] in _DTYPES, "dtype", meta["dtype"],
+           f"allowed: {', '.join(_DTYPES)}")
+    _field(_is_int(n_codes) and n_codes >= 0, "codes_nbytes", n_codes, "allowed: an integer >= 0")
+    _field(n_scales is None or (_is_int(n_scales) and n_scales >= 0), "n_scales", n_scales,
+           "allowed: null or an integer >= 0")
+    _field(isinstance(meta.get("extra", {}), dict), "extra", meta.get("extra"),
+           "allowed: a JSON object")
+    expected = n_codes + 4 * (n_scales or 0)
+    if nbytes != expected:
+        raise FedlppError(f"Payload of {nbytes} bytes does not match its metadata (expected "
+                          f"{expected} bytes for quantizer {name!r}: codes_nbytes {n_codes} + "
+                          f"4 x n_scales {n_scales or 0})")
+    numel = math.prod(int(d) for d in shape)
+    _check_codes(n_codes, numel=numel, bits=bits, quantizer=name)  # bounds numel by the bytes
+    if n_scales is None:  # no blocks: the codes are the values (``none``)
+        _field(n_codes == packed_nbytes(numel, bits), "codes_nbytes", n_codes,
+               f"allowed: {packed_nbytes(numel, bits)} for {numel:,} values of {bits} bits")
+        return
+    blocks = -(-numel // block)
+    _field(n_scales == blocks, "n_scales", n_scales,
+           f"allowed: {blocks:,}, one per block of {block:,} of the tensor's {numel:,} values")
+    if max_block_size is not None:
+        _field(block <= max(max_block_size, numel), "block_size", block,
+               f"allowed: at most {max(max_block_size, numel):,} for a tensor of {numel:,} "
+               f"values in {nbytes:,} bytes")
+    whole = packed_nbytes(n_scales * block, bits)  # older payloads sent codes of whole blocks
+    _field(n_codes <= max(whole, packed_nbytes(numel, bits)), "codes_nbytes", n_codes,
+           f"allowed: {packed_nbytes(numel, bits)}..{whole} for {n_scales:,} blocks of {block:,} "
+           f"values of {bits} bits")
 
 
 def blockwise_meta(quantizer: Quantizer, shape: tuple[int, ...], dtype: str) -> dict[str, Any]:
@@ -145,19 +215,18 @@ class PackedTensor:
         return out
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, meta: dict[str, Any]) -> PackedTensor:
-        """Rebuild a payload from :meth:`to_bytes` output and :meth:`meta`."""
-        missing = [k for k in ("quantizer", "bits", "block_size", "shape", "dtype", "codes_nbytes",
-                               "n_scales") if k not in meta]
-        if missing:
-            raise FedlppError(f"Payload metadata lacks {', '.join(missing)}")
-        n_codes, n_scales = int(meta["codes_nbytes"]), meta["n_scales"]
-        expected = n_codes + 4 * (n_scales or 0)
-        if len(data) != expected:
-            raise FedlppError(f"Payload of {len(data)} bytes does not match its metadata "
-                              f"(expected {expected} bytes for quantizer '{meta['quantizer']}')")
+    def from_bytes(cls, data: bytes, *, meta: dict[str, Any],
+                   max_block_size: int | None = MAX_BLOCK_SIZE) -> PackedTensor:
+        """Rebuild a payload from :meth:`to_bytes` output and :meth:`meta`.
+
+        Every field of ``meta`` is checked against the others and against ``len(data)`` before
+        anything is allocated (:func:`check_meta`); ``max_block_size``: the largest block a
+        tensor smaller than it may declare (None: no cap, for metadata this side computed).
+        """
+        check_meta(meta, nbytes=len(data), max_block_size=max_block_size)
+        n_codes = int(meta["codes_nbytes"])
+        n_scales = None if meta["n_scales"] is None else int(meta["n_scales"])
         shape = tuple(int(s) for s in meta["shape"])
-        _check_codes(n_codes, numel=math.prod(shape), bits=int(meta["bits"]), quantizer=meta["quantizer"])
         buf = np.frombuffer(data, dtype=np.uint8)
         codes = torch.from_numpy(buf[:n_codes].copy())
         scales = None

@@ -113,6 +113,8 @@ def unpack_bits(packed: Tensor, bits: int, n: int) -> Tensor:
     per_group, nbytes, word_dtype = _layout(bits)
     if packed.dtype != torch.uint8:
         raise FedlppError(f"unpack_bits expects uint8 bytes, got {packed.dtype}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise FedlppError(f"Invalid number of codes to unpack: {n!r} (allowed: an integer >= 0)")
     flat = packed.reshape(-1)
     need = packed_nbytes(n, bits)
     if flat.numel() < need:
