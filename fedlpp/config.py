@@ -1,7 +1,8 @@
 """Typed run configuration: defaults -> TOML file -> ``--set key=value``.
 
 Every section is a dataclass that validates itself in ``__post_init__``. Unknown keys and wrong
-types are ``FedlppError``s naming the key, the bad value and what is allowed. This module only
+types are ``FedlppError``s naming the key, the bad value and what is allowed; every number has a
+stated range (finite, and within a cap derived from what it means: see the bounds below). This module only
 parses and validates: the plugins a config names (method, aggregator, defenses, adversaries)
 are checked by :func:`fedlpp.run.resolve.resolve`, so a config can be read without them.
 """
@@ -9,6 +10,7 @@ are checked by :func:`fedlpp.run.resolve.resolve`, so a config can be read witho
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,53 @@ from typing import Any, Literal
 from fedlpp.errors import FedlppError
 from fedlpp.io import read_toml
 from fedlpp.typed import check, from_dict
+
+# ----------------------------------------------------------------------------- bounds
+# Every number a config holds has a stated range, checked when the config is parsed, so a typo
+# (a huge count, an inf, a negative seed) is one line naming the key before anything runs, not
+# a run until killed or an exception deep in round 1. The caps are far above any meaningful
+# value; each says why. Bounds that need the model or the data (seq_len against the model's
+# positions, block_size against the largest tensor, local_epochs against the shards) are checked
+# by fedlpp.run.context.prepare_run before any training.
+SEED_MAX = 2**32 - 1  # numpy's (legacy) seed range; torch takes it too
+# counts of work: each unit costs real time, so a cap turns "runs until killed" into an error
+MAX_ROUNDS = 100_000
+MAX_LOCAL_STEPS = 1_000_000  # optimizer steps per client per round
+MAX_LOCAL_EPOCHS = 1_000.0  # passes over a client's shard per round
+MAX_CLIENTS = 10_000  # every client's shard is encoded and held in this one process
+MAX_RECORDS = 10_000_000  # every record is held in memory (KJV has 31,102)
+MAX_BATCH = 65_536  # records per step; one batch is one tensor on the device
+# tokens per record: the longest context of the models this tool is meant for is 8192; the
+# model's own maximum is checked once it is loaded
+MAX_SEQ_LEN = 8_192
+# values per quantization block: the quantizer pads every tensor to a whole block, so a block
+# is one allocation (2**24 float32 = 64 MiB); the largest private tensor bounds it at prepare
+MAX_BLOCK_SIZE = 2**24
+MAX_LORA_R = 4_096  # a rank above a layer's width adds nothing; 4096 is a 7B model's width
+MAX_TINY_HIDDEN = 4_096  # tiny-llama is built in memory: a 7B model's width is plenty
+MAX_TINY_LAYERS = 64
+# AdamW moves each weight by about lr per step whatever the gradient's scale, so lr = 10
+# already destroys any model in a step: a larger one is a typo (1e-3 is usual)
+MAX_LR = 10.0
+# the server step is master += server_lr * (mean - broadcast): 1 is FedAvg, server optimizers
+# use a few; 100 is a generous cap
+MAX_SERVER_LR = 100.0
+# Dir(alpha) is uniform to within ~1e-3 per share well before 1e6; beyond it is a typo
+MAX_DIRICHLET_ALPHA = 1e6
+MAX_LORA_ALPHA = 1e6  # the adapter's output is scaled by alpha / r
+MAX_QUANT_BITS = 32  # no quantizer stores more bits per value (32 = float32)
+
+
+def check_int(key: str, value: int, lo: int, hi: int, note: str = "") -> None:
+    """``lo <= value <= hi``, else ``Invalid <key>: <value> (allowed: an integer lo..hi<note>)``."""
+    check(lo <= value <= hi, key, value, f"an integer {lo}..{hi}{note}")
+
+
+def check_float(key: str, value: float, lo: float, hi: float, *, lo_open: bool = True,
+                note: str = "") -> None:
+    """A finite ``value`` in ``(lo, hi]`` (``[lo, hi]`` unless ``lo_open``), else one line."""
+    ok = math.isfinite(value) and (lo < value if lo_open else lo <= value) and value <= hi
+    check(ok, key, value, f"a finite number {lo:g} {'<' if lo_open else '<='} x <= {hi:g}{note}")
 
 
 @dataclass
@@ -30,9 +79,9 @@ class ModelConfig:
     tiny_layers: int = 2
 
     def __post_init__(self) -> None:
-        check(self.tiny_hidden >= 8 and self.tiny_hidden % 4 == 0, "model.tiny_hidden",
-               self.tiny_hidden, "a multiple of 4, >= 8")
-        check(self.tiny_layers >= 1, "model.tiny_layers", self.tiny_layers, ">= 1")
+        check(8 <= self.tiny_hidden <= MAX_TINY_HIDDEN and self.tiny_hidden % 4 == 0,
+              "model.tiny_hidden", self.tiny_hidden, f"a multiple of 4, 8..{MAX_TINY_HIDDEN}")
+        check_int("model.tiny_layers", self.tiny_layers, 1, MAX_TINY_LAYERS)
 
 
 @dataclass
@@ -45,8 +94,8 @@ class LoraConfig:
     targets: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        check(self.r >= 1, "lora.r", self.r, "an integer >= 1")
-        check(self.alpha > 0, "lora.alpha", self.alpha, "> 0")
+        check_int("lora.r", self.r, 1, MAX_LORA_R)
+        check_float("lora.alpha", self.alpha, 0, MAX_LORA_ALPHA)
         check(0.0 <= self.dropout < 1.0, "lora.dropout", self.dropout, "0 <= dropout < 1")
 
 
@@ -73,9 +122,10 @@ class DataConfig:
     val_fraction: float = 0.1
 
     def __post_init__(self) -> None:
-        check(self.max_records >= 0, "data.max_records", self.max_records, ">= 0 (0 = all)")
-        check(self.seq_len >= 4, "data.seq_len", self.seq_len, ">= 4")
-        check(self.alpha > 0, "data.alpha", self.alpha, "> 0")
+        check_int("data.max_records", self.max_records, 0, MAX_RECORDS, " (0 = all)")
+        check_int("data.seq_len", self.seq_len, 4, MAX_SEQ_LEN,
+                  " and at most the model's maximum positions")
+        check_float("data.alpha", self.alpha, 0, MAX_DIRICHLET_ALPHA)
         check(0 < self.member_fraction <= 1, "data.member_fraction", self.member_fraction, "0 < x <= 1")
         check(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "0 < x < 1")
         check(0 <= self.val_fraction < 1 and self.test_fraction + self.val_fraction < 1,
@@ -97,8 +147,12 @@ class QuantConfig:
     upload_bits: int | None = None
 
     def __post_init__(self) -> None:
-        check(self.block_size is None or self.block_size >= 1, "quant.block_size",
-               self.block_size, "an integer >= 1")
+        if self.block_size is not None:
+            check_int("quant.block_size", self.block_size, 1, MAX_BLOCK_SIZE,
+                      " and at most the largest private tensor's values")
+        for key, bits in (("quant.bits", self.bits), ("quant.upload_bits", self.upload_bits)):
+            if bits is not None:  # the quantizer then says which of these it takes
+                check_int(key, bits, 1, MAX_QUANT_BITS)
 
 
 @dataclass
@@ -120,17 +174,26 @@ class FedConfig:
     max_update_norm: float = 0.0
 
     def __post_init__(self) -> None:
-        check(self.num_clients >= 1, "fed.num_clients", self.num_clients, ">= 1")
+        check_int("fed.num_clients", self.num_clients, 1, MAX_CLIENTS)
         check(0 <= self.clients_per_round <= self.num_clients, "fed.clients_per_round",
                self.clients_per_round, f"0..fed.num_clients={self.num_clients} (0 = all)")
-        check(self.rounds >= 1, "fed.rounds", self.rounds, ">= 1")
-        check(self.local_steps >= 0, "fed.local_steps", self.local_steps, ">= 0 (0 = use local_epochs)")
-        check(self.local_epochs > 0, "fed.local_epochs", self.local_epochs, "> 0")
-        check(self.batch_size >= 1, "fed.batch_size", self.batch_size, ">= 1")
-        check(self.lr > 0, "fed.lr", self.lr, "> 0")
-        check(self.server_lr > 0, "fed.server_lr", self.server_lr, "> 0")
-        check(self.max_update_norm >= 0, "fed.max_update_norm", self.max_update_norm,
-               ">= 0 (0 = no bound)")
+        check_int("fed.rounds", self.rounds, 1, MAX_ROUNDS)
+        check_int("fed.local_steps", self.local_steps, 0, MAX_LOCAL_STEPS,
+                  " (0 = use local_epochs)")
+        # read only when local_steps = 0; that every client's shard then gets at least one
+        # step's worth of records is checked once the shards are known (prepare_run)
+        check_float("fed.local_epochs", self.local_epochs, 0, MAX_LOCAL_EPOCHS)
+        check_int("fed.batch_size", self.batch_size, 1, MAX_BATCH)
+        check_float("fed.lr", self.lr, 0, MAX_LR)
+        check_float("fed.server_lr", self.server_lr, 0, MAX_SERVER_LR)
+        # AdamW multiplies each weight by 1 - lr * weight_decay per step (torch refuses a
+        # negative one): at lr * weight_decay >= 1 it zeroes or flips every weight
+        check(math.isfinite(self.weight_decay) and self.weight_decay >= 0
+              and self.lr * self.weight_decay < 1, "fed.weight_decay", self.weight_decay,
+              f"a finite number >= 0 with fed.lr * weight_decay < 1, i.e. < {1 / self.lr:g} at "
+              f"fed.lr={self.lr:g}")
+        check(math.isfinite(self.max_update_norm) and self.max_update_norm >= 0,
+              "fed.max_update_norm", self.max_update_norm, "a finite number >= 0 (0 = no bound)")
 
 
 @dataclass
@@ -153,14 +216,15 @@ class EvalConfig:
     converge_share: float = 0.05
 
     def __post_init__(self) -> None:
-        check(self.every >= 1, "eval.every", self.every, ">= 1")
-        check(self.max_records >= 0, "eval.max_records", self.max_records, ">= 0 (0 = all)")
-        check(self.curve_records >= 0, "eval.curve_records", self.curve_records,
-               ">= 0 (0 = the final evaluation's records)")
-        check(self.val_records >= 0, "eval.val_records", self.val_records, ">= 0 (0 = all)")
-        check(self.batch_size >= 1, "eval.batch_size", self.batch_size, ">= 1")
-        check(self.converge_rounds >= 1, "eval.converge_rounds", self.converge_rounds, ">= 1")
-        check(0 < self.converge_share < 1, "eval.converge_share", self.converge_share, "0 < x < 1")
+        check_int("eval.every", self.every, 1, MAX_ROUNDS)
+        check_int("eval.max_records", self.max_records, 0, MAX_RECORDS, " (0 = all)")
+        check_int("eval.curve_records", self.curve_records, 0, MAX_RECORDS,
+                  " (0 = the final evaluation's records)")
+        check_int("eval.val_records", self.val_records, 0, MAX_RECORDS, " (0 = all)")
+        check_int("eval.batch_size", self.batch_size, 1, MAX_BATCH)
+        check_int("eval.converge_rounds", self.converge_rounds, 1, MAX_ROUNDS)
+        check(math.isfinite(self.converge_share) and 0 < self.converge_share < 1,
+              "eval.converge_share", self.converge_share, "a finite number 0 < x < 1")
 
 
 @dataclass
@@ -203,6 +267,7 @@ class RunConfig:
     adversaries: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        check_int("seed", self.seed, 0, SEED_MAX, ", numpy's seed range")
         check(self.eval.select != "validation" or self.data.val_fraction > 0, "eval.select",
                self.eval.select, "'last' when data.val_fraction = 0 (no validation split to "
                "select on)")

@@ -34,9 +34,10 @@ def load_dataset(cfg: DataConfig, *, seed: int) -> TextDataset:
     """Load dataset ``cfg.name`` and, when ``cfg.max_records`` > 0, draw that many records.
 
     With ``cfg.dedup`` (the default) records repeating an earlier record's text are dropped
-    first. The draw is a seeded sample without replacement (``numpy`` ``default_rng(seed)``); the
-    drawn records keep their order in the full dataset, so the result depends only on the data,
-    ``max_records`` and ``seed``, and nearby records (one book, one file region) stay together.
+    first (how many: ``dataset.repeats_dropped``). The draw is a seeded sample without
+    replacement (``numpy`` ``default_rng(seed)``); the drawn records keep their order in the
+    full dataset, so the result depends only on the data, ``max_records`` and ``seed``, and
+    nearby records (one book, one file region) stay together.
 
     Args:
         cfg: the data config.
@@ -51,7 +52,9 @@ def load_dataset(cfg: DataConfig, *, seed: int) -> TextDataset:
     dataset = DATASETS.get(cfg.name)(cfg)
     dataset.name = cfg.name
     if cfg.dedup:
+        loaded = len(dataset.records)
         dataset.records = unique_texts(dataset.records)
+        dataset.repeats_dropped = loaded - len(dataset.records)
     n = len(dataset.records)
     if n == 0:
         raise FedlppError(f"data.name={cfg.name!r} gave no records (data.path={cfg.path!r})")

@@ -35,9 +35,12 @@ class TextDataset:
         task: ``"lm"`` (causal language modelling) or ``"cls"`` (classification).
         records: the examples; their positions are the indices used by splits and traces.
         label_names: class names for ``"cls"`` (``label_names[record.label]``), else ``None``.
+        repeats_dropped: records :func:`fedlpp.data.load_dataset` dropped because their text
+            repeated an earlier one's (``data.dedup``); named when too few records are left.
     """
 
     name: str
     task: Literal["lm", "cls"]
     records: list[Record]
     label_names: list[str] | None = None
+    repeats_dropped: int = 0

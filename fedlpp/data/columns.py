@@ -49,29 +49,64 @@ def _label_order(value: str) -> tuple[int, float, str]:
         return (1, 0.0, value)
 
 
+_SCALARS = (str, int, float, bool)
+
+
+def check_values(*, cfg: DataConfig, source: str, texts: Sequence[Any],
+                 labels: Sequence[Any] | None, groups: Sequence[Any] | None,
+                 rows: Sequence[str] | None = None) -> None:
+    """Raise unless every text is a string (or ``None``, empty) and every label and group a
+    scalar: a number or an object in the text field would otherwise be stringified and trained
+    on. The error names the input, the row (``rows[i]``, e.g. ``"line 7"``; default
+    ``"row i+1"``) and the field."""
+    def bad(i: int, key: str, field: str, value: Any, wanted: str) -> FedlppError:
+        where = rows[i] if rows is not None else f"row {i + 1}"
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return FedlppError(f"{where} of {source}: {key}={field!r} holds {type(value).__name__} "
+                           f"{shown} (allowed: {wanted})")
+
+    for i, t in enumerate(texts):
+        if t is not None and not isinstance(t, str):
+            raise bad(i, "data.text_field", cfg.text_field, t, "a string")
+    for key, field, column in (("data.label_field", cfg.label_field, labels),
+                               ("data.group_field", group_field(cfg), groups)):
+        for i, v in enumerate(column or []):
+            if v is not None and not isinstance(v, _SCALARS):
+                raise bad(i, key, field, v, "a string, a number or a boolean")
+
+
 def build_dataset(*, cfg: DataConfig, source: str, texts: Sequence[Any],
                   labels: Sequence[Any] | None = None, groups: Sequence[Any] | None = None,
-                  label_names: list[str] | None = None) -> TextDataset:
+                  label_names: list[str] | None = None,
+                  rows: Sequence[str] | None = None) -> TextDataset:
     """Records from parallel columns; rows with empty text are skipped.
 
     Args:
         cfg: the data config (for its name and the field names in messages).
         source: how to name the input in errors, e.g. ``"data.path='x.csv'"``.
-        texts: one text per row (``None`` counts as empty).
-        labels: raw label values per row, or ``None`` for language-modelling data.
-        groups: group values per row, or ``None``.
+        texts: one text per row: a string, or ``None`` (counts as empty).
+        labels: raw label values per row (scalars), or ``None`` for language-modelling data.
+        groups: group values per row (scalars), or ``None``.
         label_names: class names when ``labels`` already are class ids (a ``datasets``
             ClassLabel); otherwise names are the sorted distinct label values.
+        rows: how to name each row in errors (e.g. ``"line 7"``); default ``"row i+1"``.
 
     Returns:
         A ``"cls"`` dataset when ``labels`` is given, else an ``"lm"`` one.
+
+    Raises:
+        FedlppError: a text that is not a string, a label or group that is not a scalar
+            (:func:`check_values`), or a kept row without a label.
     """
-    keep = [i for i, t in enumerate(texts) if t is not None and str(t).strip()]
+    check_values(cfg=cfg, source=source, texts=texts, labels=labels, groups=groups, rows=rows)
+    keep = [i for i, t in enumerate(texts) if t is not None and t.strip()]
     ids: list[int | None] = [None] * len(keep)
     if labels is not None:
         for i in keep:
             if labels[i] is None or str(labels[i]).strip() == "":
-                raise FedlppError(f"row {i + 1} of {source} has no value for data.label_field={cfg.label_field!r}")
+                where = rows[i] if rows is not None else f"row {i + 1}"
+                raise FedlppError(f"{where} of {source} has no value for data.label_field={cfg.label_field!r}")
         if label_names is None:
             label_names = sorted({str(labels[i]) for i in keep}, key=_label_order)
             index = {name: k for k, name in enumerate(label_names)}
@@ -79,7 +114,7 @@ def build_dataset(*, cfg: DataConfig, source: str, texts: Sequence[Any],
         else:
             ids = [int(labels[i]) for i in keep]
     records = [
-        Record(text=str(texts[i]),
+        Record(text=texts[i],
                label=ids[n],
                group=str(groups[i]) if groups is not None and groups[i] is not None else "")
         for n, i in enumerate(keep)

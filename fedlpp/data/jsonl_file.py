@@ -20,10 +20,16 @@ def load_jsonl(cfg: DataConfig) -> TextDataset:
 
     Returns:
         A ``"cls"`` dataset when ``label_field`` is set, else an ``"lm"`` one, in file order.
+
+    Raises:
+        FedlppError: a line that is not a JSON object, a record without a configured field,
+            or a text field holding anything but a string (or null, an empty record): a number
+            or an object is refused, naming the line, not stringified and trained on.
     """
     path = require_file(cfg)
     source = f"data.path={cfg.path!r}"
     rows: list[dict] = []
+    lines: list[str] = []  # each record's line, for errors
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -34,6 +40,7 @@ def load_jsonl(cfg: DataConfig) -> TextDataset:
         if not isinstance(row, dict):
             raise FedlppError(f"line {lineno} of {source} is not a JSON object")
         rows.append(row)
+        lines.append(f"line {lineno}")
     if not rows:
         raise FedlppError(f"{source} has no records")
     # The first object names the columns; a later one lacking a field is reported by line.
@@ -42,10 +49,12 @@ def load_jsonl(cfg: DataConfig) -> TextDataset:
     for n, row in enumerate(rows, start=1):
         for f in fields:
             if f not in row:
-                raise FedlppError(f"record {n} of {source} has no field {f!r} (its fields: {', '.join(row)})")
+                raise FedlppError(f"record {n} ({lines[n - 1]}) of {source} has no field {f!r} "
+                                  f"(its fields: {', '.join(row)})")
     return build_dataset(
         cfg=cfg, source=source,
         texts=[row[cfg.text_field] for row in rows],
         labels=[row[cfg.label_field] for row in rows] if cfg.label_field else None,
         groups=[row[group_field(cfg)] for row in rows] if group_field(cfg) else None,
+        rows=lines,
     )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from fedlpp.config import DataConfig
 from fedlpp.data.base import DATASETS, Record, TextDataset
-from fedlpp.data.kjv_lm import read_verses
+from fedlpp.data.kjv_lm import read_verses, refuse_fields
 
 GENRES = ["law", "history", "wisdom", "major_prophets", "minor_prophets",
           "gospels_acts", "epistles", "apocalyptic"]
@@ -50,11 +50,15 @@ def load_kjv_genre(cfg: DataConfig) -> TextDataset:
     """Every KJV verse as a ``"cls"`` record labelled with its book's genre.
 
     Args:
-        cfg: the data config (no field is read; ``max_records`` is applied by the caller).
+        cfg: the data config. No file and no field is read: the label is always the book's
+            genre, so ``data.label_field``, ``data.text_field``, ``data.group_field`` and
+            ``data.path`` must keep their defaults (a FedlppError otherwise, never a silently
+            ignored value); ``max_records`` is applied by the caller.
 
     Returns:
         31,102 records in canonical order; ``label_names`` = ``GENRES``.
     """
+    refuse_fields(cfg)
     records = [Record(text=text, label=genre_of(book), group=title)
                for book, title, text in read_verses()]
     return TextDataset(name=cfg.name, task="cls", records=records, label_names=list(GENRES))

@@ -194,6 +194,34 @@ class Splits:
             raise FedlppError(f"The data splits index records outside 0..{len(dataset.records) - 1}")
 
 
+def _records_left(dataset: TextDataset, cfg: DataConfig) -> str:
+    """How the dataset came to its size, for errors about too few records."""
+    drawn = f"data.max_records={cfg.max_records}"
+    if not dataset.repeats_dropped:
+        return drawn
+    return (f"data.dedup dropped {dataset.repeats_dropped} repeated texts, "
+            f"{drawn} left {len(dataset.records)}")
+
+
+def _check_sizes(dataset: TextDataset, *, cfg: DataConfig, num_clients: int, n_val: int,
+                 n_rest: int) -> None:
+    """A record per client, and a validation record when a validation split is asked for."""
+    if num_clients > n_rest:
+        raise FedlppError(
+            f"fed.num_clients={num_clients} exceeds the {n_rest} records available to clients "
+            f"({_records_left(dataset, cfg)}, data.test_fraction={cfg.test_fraction}, "
+            f"data.val_fraction={cfg.val_fraction})"
+        )
+    if cfg.val_fraction > 0 and n_val == 0:
+        # a run must not report "no validation split" when one was asked for: refuse instead
+        n = len(dataset.records)
+        raise FedlppError(
+            f"Invalid data.val_fraction: {cfg.val_fraction} (allowed here: 0 with "
+            f"eval.select=last, or >= {0.5 / n:.3g}: {cfg.val_fraction} of the {n} records "
+            f"({_records_left(dataset, cfg)}) rounds to 0 validation records)"
+        )
+
+
 def make_splits(dataset: TextDataset, *, cfg: DataConfig, num_clients: int, seed: int) -> Splits:
     """Hold out a test and a validation split, partition the rest over clients, split each shard into members
     and non-members.
@@ -212,8 +240,10 @@ def make_splits(dataset: TextDataset, *, cfg: DataConfig, num_clients: int, seed
         The splits, with the dataset's fingerprint.
 
     Raises:
-        FedlppError: more clients than records left for them, ``natural`` with fewer groups than
-            clients, or a client left without a member record.
+        FedlppError: more clients than records left for them (naming the repeats ``data.dedup``
+            dropped), a ``val_fraction`` > 0 that rounds to no validation record (the run
+            would otherwise report that it has no validation split), ``natural`` with fewer
+            groups than clients, or a client left without a member record.
     """
     n = len(dataset.records)
     # Seed tags 1..3 give independent streams (a [seed, 0] tag would collide with plain seed).
@@ -225,12 +255,7 @@ def make_splits(dataset: TextDataset, *, cfg: DataConfig, num_clients: int, seed
     # split, test and client records are exactly what they were before it existed
     test, validation = perm[:n_test].tolist(), perm[n_test : n_test + n_val].tolist()
     rest = sorted(perm[n_test + n_val :].tolist())
-    if num_clients > len(rest):
-        raise FedlppError(
-            f"fed.num_clients={num_clients} exceeds the {len(rest)} records available to clients "
-            f"(data.max_records={cfg.max_records}, data.test_fraction={cfg.test_fraction}, "
-            f"data.val_fraction={cfg.val_fraction})"
-        )
+    _check_sizes(dataset, cfg=cfg, num_clients=num_clients, n_val=n_val, n_rest=len(rest))
 
     records = [dataset.records[i] for i in rest]
     by_label = cfg.partition == "dirichlet" and dataset.task == "cls"

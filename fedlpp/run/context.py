@@ -1,7 +1,10 @@
 """Everything a run needs before its first round: data, splits, model, quantizers, encodings.
 
 Bad inputs fail here, before any training, and cheap checks (quantizer, data) come before the
-model load so a typo costs no time.
+model load so a typo costs no time. The config's own ranges are checked when it is parsed
+(:mod:`fedlpp.config`); here come the bounds that need the data or the model: enough
+``fed.local_epochs`` for one step on every client, ``data.seq_len`` within the model's positions,
+``quant.block_size`` within the largest private tensor.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from fedlpp.models import (
 from fedlpp.quant import Quantizer
 from fedlpp.run.resolve import quantizer_from, resolve
 from fedlpp.store import ResultStore, content_key, shared_result, tensors_key
+from fedlpp.typed import check
 
 
 @dataclass
@@ -144,12 +148,15 @@ def prepare_run(cfg: RunConfig) -> RunContext:
 
     dataset = load_dataset(cfg.data, seed=cfg.seed)
     splits = make_splits(dataset, cfg=cfg.data, num_clients=cfg.fed.num_clients, seed=cfg.seed)
+    check_local_epochs(cfg, splits)
 
     t0 = time.perf_counter()
     num_labels = len(dataset.label_names) if dataset.task == "cls" and dataset.label_names else None
     bundle = load_model(cfg.model, cfg.lora, task=dataset.task, num_labels=num_labels, seed=cfg.seed,
                         device=resolve_device(cfg.system.device))
     model_load_s = time.perf_counter() - t0
+    static = base_linear_weight_names(bundle.model) if cfg.quant.scope == "full" else []
+    check_against_model(cfg, bundle, static=static)
 
     def enc(indices: list[int]) -> dict[str, torch.Tensor]:
         return encode([dataset.records[i] for i in indices], tokenizer=bundle.tokenizer,
@@ -159,7 +166,6 @@ def prepare_run(cfg: RunConfig) -> RunContext:
     curve_n = cfg.eval.curve_records
     val_idx = splits.validation[: cfg.eval.val_records or None]
     initial = trainable_state(bundle.model)
-    static = base_linear_weight_names(bundle.model) if cfg.quant.scope == "full" else []
     return RunContext(
         cfg=cfg, dataset=dataset, splits=splits, bundle=bundle, quantizer=quantizer,
         uploader=uploader, client_data=[enc(m) for m in splits.members], test_data=enc(test_idx),
@@ -167,3 +173,53 @@ def prepare_run(cfg: RunConfig) -> RunContext:
         curve_data=enc(test_idx[:curve_n]) if 0 < curve_n < len(test_idx) else None,
         val_data=enc(val_idx) if val_idx else None,
     )
+
+
+# a block this large is cheap however small the tensors (the quantizer pads each tensor to a
+# whole block: 2**16 float32 = 256 KiB) and is the usual "whole tensor" setting (paper suite)
+WHOLE_TENSOR_BLOCK = 2**16
+
+
+def check_local_epochs(cfg: RunConfig, splits: Splits) -> None:
+    """With ``fed.local_steps = 0`` a client takes ``ceil(local_epochs * n / batch_size)`` steps
+    (at least one), and one step trains on ``min(batch_size, n)`` of its ``n`` member records: so
+    ``local_epochs`` must ask for at least that many on every client, else the run silently trains
+    more than asked (``1e-9`` epochs would be a whole batch)."""
+    fed = cfg.fed
+    if fed.local_steps > 0:  # local_epochs is not read
+        return
+    need, client = max((min(fed.batch_size, len(m)) / len(m), c)
+                       for c, m in enumerate(splits.members))
+    n = len(splits.members[client])
+    check(fed.local_epochs >= need, "fed.local_epochs", fed.local_epochs,
+          f">= {need:.4g} here: with fed.local_steps=0 one step trains on {min(fed.batch_size, n)} "
+          f"of client {client}'s {n} member records (fed.batch_size={fed.batch_size})")
+
+
+def max_positions(bundle: ModelBundle) -> int | None:
+    """The longest input the model takes (its config's position count), or None if unstated."""
+    config = getattr(bundle.model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_against_model(cfg: RunConfig, bundle: ModelBundle, *, static: list[str]) -> None:
+    """``data.seq_len`` within the model's positions; ``quant.block_size`` within the largest
+    private tensor (LoRA A/B and a classifier head, plus the base linear weights of scope
+    ``full``), or :data:`WHOLE_TENSOR_BLOCK` when every tensor is smaller."""
+    positions = max_positions(bundle)
+    if positions is not None and cfg.data.seq_len > positions:
+        raise FedlppError(f"Invalid data.seq_len: {cfg.data.seq_len} (allowed: 4..{positions}: "
+                          f"model '{cfg.model.name}' takes at most {positions} positions)")
+    state = bundle.model.state_dict()
+    private = [n for n, p in bundle.model.named_parameters() if p.requires_grad] + static
+    largest = max(state[n].numel() for n in private)
+    block = cfg.quant.block_size
+    if block is not None and block > max(largest, WHOLE_TENSOR_BLOCK):
+        raise FedlppError(
+            f"Invalid quant.block_size: {block} (allowed: 1..{max(largest, WHOLE_TENSOR_BLOCK)}: "
+            f"the largest private tensor of model '{cfg.model.name}' has {largest} values, and "
+            f"a block beyond it is the whole tensor, as {WHOLE_TENSOR_BLOCK} already gives)")

@@ -17,6 +17,7 @@ from fedlpp.adversaries import build_adversaries
 from fedlpp.aggregators import build_aggregator
 from fedlpp.config import QuantConfig, RunConfig
 from fedlpp.defenses import build_defenses
+from fedlpp.errors import FedlppError
 from fedlpp.methods import build_method
 from fedlpp.quant import QUANTIZERS, Quantizer, build_quantizer
 
@@ -44,7 +45,13 @@ def quantizer_from(q: QuantConfig, *, upload: bool = False) -> Quantizer:
         kwargs["grid"] = q.grid
     # a field a quantizer has no use for (block size of `none`) is not passed to it
     kwargs = {k: v for k, v in kwargs.items() if k in fields}
-    return build_quantizer(name, **kwargs)
+    if not upload:
+        return build_quantizer(name, **kwargs)
+    try:
+        return build_quantizer(name, **kwargs)
+    except FedlppError as exc:  # the quantizer names its own keys: say they are the upload's
+        raise FedlppError(str(exc).replace("Invalid quant.bits:", "Invalid quant.upload_bits:")
+                          .replace(" for quantizer '", " for upload quantizer '")) from None
 
 
 def resolve(cfg: RunConfig) -> RunConfig:
