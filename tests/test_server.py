@@ -27,10 +27,11 @@ def make_server(*, uploader="none", bits=None, max_norm=0.0, server_lr=1.0, defe
     master = {"l.lora_A.weight": torch.randn(8, 32, generator=g) * 0.1,
               "l.lora_B.weight": torch.randn(32, 8, generator=g) * 0.1}
     up = build_quantizer(uploader, **({"bits": bits} if bits else {}))
+    fed = FedConfig(max_update_norm=max_norm, num_clients=10)
+    fed.server_lr = server_lr  # set past the config's range check: the overflow tests need 1e38
     return FedLPPServer(master=master, reference={n: t.clone() for n, t in master.items()},
                         static=[], quantizer=build_quantizer("nf", bits=2), uploader=up,
-                        enrolled=ENROLLED, fed=FedConfig(max_update_norm=max_norm,
-                                                         server_lr=server_lr, num_clients=10),
+                        enrolled=ENROLLED, fed=fed,
                         aggregator=aggregator or {"name": "mean"}, defenses=defenses, seed=0)
 
 

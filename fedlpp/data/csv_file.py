@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 
 from fedlpp.config import DataConfig
 from fedlpp.data.base import DATASETS, TextDataset
 from fedlpp.data.columns import build_dataset, check_columns, group_field, require_file
 from fedlpp.errors import FedlppError
+from fedlpp.io import read_text
 
 
 @DATASETS.register("csv")
@@ -30,7 +32,8 @@ def load_csv(cfg: DataConfig) -> TextDataset:
     rows: list[dict] = []
     where: list[str] = []  # each row's name in errors: its number and the line it ends on
     # newline="" lets the csv module handle quoted fields that contain line breaks.
-    with path.open(encoding="utf-8", newline="") as fh:
+    text = read_text(path, what="a CSV file (UTF-8)")
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         for n, row in enumerate(reader, start=1):
             rows.append(row)

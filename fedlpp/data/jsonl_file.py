@@ -8,6 +8,7 @@ from fedlpp.config import DataConfig
 from fedlpp.data.base import DATASETS, TextDataset
 from fedlpp.data.columns import build_dataset, check_columns, group_field, require_file
 from fedlpp.errors import FedlppError
+from fedlpp.io import read_text
 
 
 @DATASETS.register("jsonl")
@@ -30,7 +31,7 @@ def load_jsonl(cfg: DataConfig) -> TextDataset:
     source = f"data.path={cfg.path!r}"
     rows: list[dict] = []
     lines: list[str] = []  # each record's line, for errors
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path, what="a JSONL file (UTF-8)").splitlines(), start=1):
         if not line.strip():
             continue
         try:

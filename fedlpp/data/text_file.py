@@ -5,6 +5,7 @@ from __future__ import annotations
 from fedlpp.config import DataConfig
 from fedlpp.data.base import DATASETS, TextDataset
 from fedlpp.data.columns import build_dataset, require_file
+from fedlpp.io import read_text
 
 
 @DATASETS.register("text")
@@ -18,5 +19,5 @@ def load_text(cfg: DataConfig) -> TextDataset:
         An ``"lm"`` dataset in file order.
     """
     path = require_file(cfg)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path, what="a text file (UTF-8)").splitlines()
     return build_dataset(cfg=cfg, source=f"data.path={cfg.path!r}", texts=lines)
