@@ -1,5 +1,8 @@
 """Run attacks on a finished run and write one JSON per attack into ``RUN_DIR/attacks/``.
 
+A result's file name holds every option that changes it (:func:`result_name`): ``loss@central``
+for the default options, ``loss@proxy+client=1`` for another client's view.
+
 A plugin that raises fails its own result (error recorded), never the whole command. An attack
 the run's training method does not support (its ``attackable`` pairs) is recorded with status
 ``not_applicable`` and the reason, and not run.
@@ -8,6 +11,9 @@ the run's training method does not support (its ``attackable`` pairs) is recorde
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import re
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -56,9 +62,43 @@ def build_attacks(names: list[str], sets: list[str]) -> list[Attack]:
             for n, cls in classes.items()]
 
 
+_SAFE = re.compile(r"[A-Za-z0-9_.,=+-]+")  # a file name as is
+_TOKEN = re.compile(r"[A-Za-z0-9_.+-]+")  # an option value in a file name (no ',' or '=')
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _token(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
 def result_name(attack: Attack) -> str:
-    target = getattr(attack.config, "target", None)
-    return f"{attack.registered_name}@{target}" if target else attack.registered_name
+    """The name of an attack's result file: ``NAME[@target]`` for its default options, else
+    with the options that differ from them, ``NAME[@target]+key=value,...`` (sorted; a short
+    hash of them, ``NAME[@target]+1a2b3c4d``, when that is long or not a safe file name), so
+    that two results of different options never share a file (``loss@proxy+client=1``)."""
+    config = attack.config
+    target = getattr(config, "target", None)
+    name = attack.registered_name
+    name = name if _SAFE.fullmatch(name) and not name.startswith(".") else \
+        "_" + hashlib.sha256(name.encode()).hexdigest()[:8]  # a plugin's odd name stays in attacks/
+    name = f"{name}@{target}" if target else name
+    changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+               if f.name != "target" and getattr(config, f.name) != _default(f)}
+    if not changed:
+        return name
+    tokens = {k: _token(v) for k, v in changed.items()}
+    text = ",".join(f"{k}={v}" for k, v in sorted(tokens.items()))
+    if len(text) <= 60 and all(_TOKEN.fullmatch(v) for v in tokens.values()):
+        return f"{name}+{text}"
+    digest = hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode())
+    return f"{name}+{digest.hexdigest()[:8]}"
 
 
 def audit_delta(*, defenses: Sequence[Mapping[str, Any]]) -> tuple[float, str]:

@@ -248,16 +248,72 @@ def _base_config(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) ->
     return base
 
 
+def _dotted(key: str, table: dict[str, Any]) -> tuple[str, Any]:
+    """The first dotted key and its value TOML read as nested tables (``fed.lr = [...]`` is
+    ``fed = {lr = [...]}``)."""
+    sub, value = next(iter(table.items()))
+    key = f"{key}.{sub}"
+    return _dotted(key, value) if isinstance(value, dict) and value else (key, value)
+
+
 def _grid_tables(raw: dict[str, Any]) -> list[dict[str, list[Any]]]:
     """The ``[grid]`` table, or every ``[[grid]]`` table; each key a non-empty list of choices."""
     grids = raw.get("grid", {})
     grids = grids if isinstance(grids, list) else [grids]  # [[grid]] tables: union of grids
     for grid in grids:
         for key, values in grid.items():
+            if isinstance(values, dict) and values:  # an unquoted dotted key
+                dotted, value = _dotted(key, values)
+                shown = json.dumps(value, default=str)
+                raise FedlppError(f"Suite grid key {dotted} = {shown} reads as a table '{key}' "
+                                  "(TOML splits an unquoted dotted key): quote the key, "
+                                  f'"{dotted}" = {shown}')
             if not isinstance(values, list) or not values:
                 raise FedlppError(f"Suite grid key '{key}' must be a non-empty list, "
                                   f"got {values!r}")
     return grids
+
+
+def _check_labels(cells: list[Cell], points: list[GridPoint], *, where: str) -> None:
+    """Cells with the same labels (but the seed) are one row of the report, so they may differ
+    in their seed only: two values of a grid key under one label (e.g. nf 2 and 3 bits both
+    ``nf``) would be averaged as one variant."""
+    rows: dict[tuple, tuple[str, dict[str, Any]]] = {}
+    for cell, point in zip(cells, points, strict=True):
+        row = tuple(sorted((k, str(v)) for k, v in cell.labels.items() if k != "seed"))
+        config = {k: v for k, v in cell.config.to_dict().items() if k != "seed"}
+        blob = json.dumps(config, sort_keys=True, default=str)
+        first = rows.setdefault(row, (blob, dict(point)))
+        if first[0] == blob:
+            continue
+        for key, value in point:
+            other = first[1].get(key)
+            if key != "attacks" and json.dumps(other, sort_keys=True) != json.dumps(
+                    value, sort_keys=True):
+                label = cell.labels.get(key)
+                raise FedlppError(f"Suite {where}: grid key '{key}' has two values labelled "
+                                  f"{str(label)!r}: {other!r} and {value!r} (cells with the same "
+                                  "labels are one row of the report: give each value a label "
+                                  "of its own)")
+        raise FedlppError(f"Suite {where}: two cells labelled {dict(row)} differ in more than "
+                          "their seed (cells with the same labels are one row of the report)")
+
+
+def _suite_name(meta: Any, path: Path) -> str:
+    """The ``[suite]`` name (default: the file's stem), which names the default ``--out``
+    ``runs/bench-<name>``: a name that is not one safe folder name is refused."""
+    if not isinstance(meta, dict):
+        raise FedlppError(f"Invalid [suite] section in {path.name}: expected a table")
+    name = meta.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise FedlppError(f"Invalid [suite] name {name!r} in {path.name} (expected a non-empty "
+                          "string)")
+    if (name.startswith(".") or any(c in name for c in "/\\:") or len(name) > 100
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise FedlppError(f"Invalid [suite] name {name!r} in {path.name} (it names the folder "
+                          "runs/bench-<name>: allowed: up to 100 characters, no '/', '\\', ':' "
+                          "or control character, not starting with '.')")
+    return name
 
 
 def _attack_plan(raw: dict[str, Any], *, where: str) -> AttackPlan:
@@ -318,11 +374,13 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     raw = _read_suite_file(path)
     base = _base_config(raw, overrides)
     grids = _grid_tables(raw)
+    name = _suite_name(raw.get("suite", {}), path)
     plan = _attack_plan(raw, where=path.name)
-    cells = [_build_cell(point, base=base, plan=plan, where=path.name)
-             for point in _grid_points(grids)]
+    points = _grid_points(grids)
+    cells = [_build_cell(point, base=base, plan=plan, where=path.name) for point in points]
     _check_cells(cells, where=path.name)
+    _check_labels(cells, points, where=path.name)
     meta = raw.get("suite", {})
     keys = list(dict.fromkeys(k for grid in grids for k in grid if k != "attacks"))
-    return Suite(name=meta.get("name", path.stem), description=meta.get("description", ""),
+    return Suite(name=name, description=meta.get("description", ""),
                  path=path, cells=cells, grid_keys=keys)

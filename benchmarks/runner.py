@@ -23,6 +23,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -35,6 +36,7 @@ from benchmarks.cell import cell_path, run_cell, store_dir
 from benchmarks.matrix import Cell, Suite
 from fedlpp.errors import FedlppError
 from fedlpp.io import atomic_write_json
+from fedlpp.outdir import MARKER, check_folder, is_marked, locked, mark
 
 Work = Callable[..., dict[str, Any]]  # run_cell's signature
 Done = Callable[[dict[str, Any]], None]  # called with each cell's record as it is written
@@ -70,6 +72,38 @@ def init_worker() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # harmless missing-kernel line
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _die_with(parent: int) -> None:
+    """End this worker process when ``parent`` (the command) dies, even by SIGKILL: a
+    parent-death signal on Linux (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), and everywhere a
+    watchdog thread that polls the parent pid (a dead parent's children are re-parented)."""
+    import signal
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the watchdog below still ends it
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def init_pool_worker(parent: int) -> None:
+    """A worker of :func:`run_in_processes`: dies with ``parent``, then :func:`init_worker`."""
+    _die_with(parent)
+    init_worker()
 
 
 def _work(work: Work, cell: Cell, out: str, keep_runs: bool, share: bool) -> dict[str, Any]:
@@ -135,7 +169,10 @@ def run_in_processes(cells: list[Cell], *, out: Path, jobs: int, address: str | 
             done(work(cell, out=out, keep_runs=keep_runs, share=share))
         return
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=init_worker) as pool:
+    # a worker dies with this process (a SIGKILL of the command leaves no worker running; the
+    # resource tracker exits once the last of them has gone)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=init_pool_worker,
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_work, work, c, str(out), keep_runs, share) for c in cells}
         while futures:
             finished_now, futures = wait(futures, return_when=FIRST_COMPLETED)
@@ -146,7 +183,7 @@ def run_in_processes(cells: list[Cell], *, out: Path, jobs: int, address: str | 
 EXECUTORS: dict[str, Executor] = {"process": run_in_processes, "ray": run_on_ray}
 
 
-def _check_options(suite: Suite, *, jobs: int, executor: str, address: str | None) -> None:
+def check_options(suite: Suite, *, jobs: int, executor: str, address: str | None) -> None:
     """One-line errors for options that cannot run, before anything is written."""
     if jobs < 1:
         raise FedlppError(f"Invalid --jobs: {jobs} (allowed: >= 1)")
@@ -189,12 +226,29 @@ def _progress(suite: Suite, pending: list[Cell], *, quiet: bool) -> tuple[tqdm, 
     return bar, done
 
 
+def _own_store(out: Path, suite: Suite) -> bool:
+    """Whether the cells may share ``out/cache``: made here (marked), or marked by an earlier
+    run of a suite. A ``cache/`` the tool did not make is left alone, with a warning line, and
+    the cells run without a shared store (the same numbers, measured again)."""
+    store = store_dir(out)
+    if not store.exists():
+        mark(store, "store", suite=suite.name)
+        return True
+    if is_marked(store, "store"):
+        return True
+    print(f"warning: {str(store)!r} was not made by fedlpp bench run (no {MARKER} marker): it "
+          "is left alone and the cells run without a shared store", file=sys.stderr)
+    return False
+
+
 def _tidy(out: Path) -> None:
-    """Remove what only running needed: an empty ``runs/`` and the shared store."""
+    """Remove what only running needed: an empty ``runs/`` and the shared store (only where the
+    tool's marker says it made it)."""
     runs = out / "runs"
     if runs.is_dir() and not any(runs.iterdir()):
         runs.rmdir()  # traces are deleted after each cell unless --keep-runs
-    shutil.rmtree(store_dir(out), ignore_errors=True)  # every cell has its numbers
+    if is_marked(store_dir(out), "store"):
+        shutil.rmtree(store_dir(out), ignore_errors=True)  # every cell has its numbers
 
 
 def _collect(suite: Suite, out: Path) -> list[dict[str, Any]]:
@@ -215,12 +269,17 @@ def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,
     ``ray`` (Ray tasks on a local instance of ``jobs`` CPUs, or on the cluster at ``address``).
     ``work`` runs one cell (:func:`benchmarks.cell.run_cell`; tests pass a stand-in).
     """
-    _check_options(suite, jobs=jobs, executor=executor, address=address)
-    _record_suite(suite, out=out, command=command)
-    pending = _pending(suite, out)
-    bar, done = _progress(suite, pending, quiet=quiet)
-    EXECUTORS[executor](pending, out=out, jobs=jobs, address=address, keep_runs=keep_runs,
-                        share=share, work=work, done=done)
-    bar.close()
-    _tidy(out)
-    return _collect(suite, out)
+    check_options(suite, jobs=jobs, executor=executor, address=address)
+    check_folder(out, "bench")  # new, empty or a suite's (refused before anything is written)
+    with locked(out):  # one command at a time on ``out`` (see fedlpp.outdir)
+        check_folder(out, "bench")
+        mark(out, "bench", suite=suite.name)
+        _record_suite(suite, out=out, command=command)
+        share = share and _own_store(out, suite)
+        pending = _pending(suite, out)
+        bar, done = _progress(suite, pending, quiet=quiet)
+        EXECUTORS[executor](pending, out=out, jobs=jobs, address=address, keep_runs=keep_runs,
+                            share=share, work=work, done=done)
+        bar.close()
+        _tidy(out)
+        return _collect(suite, out)

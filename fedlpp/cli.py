@@ -77,40 +77,72 @@ def _finished(path: Path) -> bool:
 
 
 ENGINES = ("simulator", "flower")
+# what `fedlpp train` and `fedlpp attack` write into a run folder: what --overwrite removes
+RUN_FILES = ("result.json", "config.json", "trace", "attacks")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _check_train(args: argparse.Namespace):
+    """Every check of a train command that writes nothing: the config and its plugins, the
+    engine, the folder; returns the config."""
     from fedlpp.config import load_config
+    from fedlpp.outdir import check_folder, out_path
     from fedlpp.run.resolve import resolve
 
+    out = out_path(args.out)
     cfg = load_config(args.config, args.set)  # all config errors before anything heavy
     resolve(cfg)  # and every plugin it names
-    out = Path(args.out)
-    done = out / "result.json"
-    if _finished(done) and not args.overwrite:
-        raise FedlppError(f"--out {str(out)!r} already holds a finished run (result.json); "
-                          "choose another directory or pass --overwrite")
-    from fedlpp.io import atomic_write_json
-    from fedlpp.run.simulator import RunFailed, run_federation
-
     if args.engine not in ENGINES:
         raise FedlppError(f"Invalid --engine: {args.engine!r} (allowed: {', '.join(ENGINES)})")
     if args.engine == "flower":
         from fedlpp.flower.server_app import check_engine
 
         check_engine(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", cfg.to_dict())
-    try:
-        if args.engine == "flower":
-            from fedlpp.flower.simulation import run_flower_simulation
+    check_folder(out, "train")  # new, empty or a training run: never someone else's folder
+    if _finished(out / "result.json") and not args.overwrite:
+        raise FedlppError(f"--out {str(out)!r} already holds a finished run (result.json); "
+                          "choose another directory or pass --overwrite")
+    return cfg
 
-            result = run_flower_simulation(cfg, out=out, quiet=args.quiet)
-        else:
-            result = run_federation(cfg, out=out, quiet=args.quiet)
-    except RunFailed as exc:  # not a bad input (exit 2): the run started, then failed
-        print(f"error: {exc} (recorded in {done})", file=sys.stderr)
-        return 1
+
+def _prepare(cfg, engine: str):
+    """The run's data and model loaded, so that a bad one stops the command (exit 2) before
+    anything is written; None for the Flower engine (its ServerApp loads them again) or when
+    loading failed otherwise (the run then records that failure in result.json)."""
+    from fedlpp.run.context import prepare_run
+
+    try:
+        prepared = prepare_run(cfg)
+    except FedlppError:
+        raise
+    except Exception:  # noqa: BLE001 - not a bad input: run_federation records it
+        return None
+    return prepared if engine == "simulator" else None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fedlpp.io import atomic_write_json
+    from fedlpp.outdir import locked, mark, remove_written
+    from fedlpp.run.simulator import RunFailed, run_federation
+
+    cfg = _check_train(args)
+    prepared = _prepare(cfg, args.engine)
+    out = Path(args.out)
+    done = out / "result.json"
+    with locked(out):
+        _check_train(args)  # again, now that no other command can write here
+        remove_written(out, RUN_FILES)  # an unfinished run, or a finished one under --overwrite
+        mark(out, "train")
+        atomic_write_json(out / "config.json", cfg.to_dict())  # the accepted run's config
+        try:
+            if args.engine == "flower":
+                from fedlpp.flower.simulation import run_flower_simulation
+
+                result = run_flower_simulation(cfg, out=out, quiet=args.quiet)
+            else:
+                result = run_federation(cfg, out=out, quiet=args.quiet, ctx=prepared)
+        except RunFailed as exc:  # not a bad input (exit 2): the run started, then failed
+            print(f"error: {exc} (recorded in {done})", file=sys.stderr)
+            return 1
     print(json.dumps({k: result.get(k) for k in ("final", "selection", "convergence", "comm",
                                                   "defenses")}, indent=2))
     print(f"wrote {done}")
@@ -172,18 +204,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_command == "report":
         print(f"wrote {build_report(Path(args.dir))}")
         return 0
-    from benchmarks.runner import run_suite
+    from benchmarks.runner import check_options, run_suite
+    from fedlpp.outdir import check_folder, locked, out_path
 
+    out = None if args.out is None else out_path(args.out)
     suite = load_suite(args.suite, args.set)  # every cell validated before any runs
-    out = Path(args.out or f"runs/bench-{suite.name}")
+    out = out or Path("runs") / f"bench-{suite.name}"  # a suite's name is a safe folder name
+    check_options(suite, jobs=args.jobs, executor=args.executor, address=args.address)
+    check_folder(out, "bench")  # new, empty or a suite's: never a training run's or a user's
     sets = "".join(f" --set {s}" for s in args.set)
     jobs = f" --jobs {args.jobs}" if args.jobs != 1 else ""
     command = f"fedlpp bench run {args.suite}{sets}{jobs} --out {out}"
-    results = run_suite(suite, out=out, jobs=args.jobs, quiet=args.quiet,
-                        keep_runs=args.keep_runs, command=command, executor=args.executor,
-                        address=args.address)
+    with locked(out):  # one command at a time on a folder, the report included
+        results = run_suite(suite, out=out, jobs=args.jobs, quiet=args.quiet,
+                            keep_runs=args.keep_runs, command=command, executor=args.executor,
+                            address=args.address)
+        report = build_report(out)
     failed = [r["id"] for r in results if r["status"] != "ok"]
-    print(f"wrote {build_report(out)}")
+    print(f"wrote {report}")
     print(f"{len(results) - len(failed)} cells ok, {len(failed)} failed")
     return 1 if failed else 0
 
@@ -196,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set quant.bits=4 (repeatable)")
     t.add_argument("--out", required=True, help="run directory (result.json, trace/)")
-    t.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (its result, config, trace, attacks)")
     t.add_argument("--engine", default="simulator",
                    help="simulator (in this process) or flower (a Flower simulation: each "
                         "client a ClientApp; same numbers)")

@@ -21,7 +21,7 @@ PACKAGES = ("fedlpp", "attacks", "benchmarks")
 # bottom to top; a unit is a first-level module or folder of fedlpp/, or the whole of attacks/
 # or benchmarks/. A unit may import its own floor (without a cycle) and the floors below.
 FLOORS: list[tuple[str, ...]] = [
-    ("fedlpp", "fedlpp.errors", "fedlpp.io", "fedlpp.meta", "fedlpp.seeding"),
+    ("fedlpp", "fedlpp.errors", "fedlpp.io", "fedlpp.meta", "fedlpp.seeding", "fedlpp.outdir"),
     ("fedlpp.typed", "fedlpp.device"),
     ("fedlpp.config", "fedlpp.registry"),
     ("fedlpp.quant", "fedlpp.data", "fedlpp.models", "fedlpp.store"),
