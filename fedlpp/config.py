@@ -238,14 +238,22 @@ class TraceConfig:
 
 @dataclass
 class SystemConfig:
-    """Where the run computes (not what it computes: a CPU run's ids and numbers ignore it)."""
+    """Where and how the run computes (not what it computes: cell ids ignore this section on
+    the CPU, and its settings change numbers at most at float-rounding level)."""
 
     device: str = "auto"  # auto (CUDA if torch sees one, else CPU), cpu, cuda, cuda:N
+    # train a round's clients as one batched computation where it applies (fedlpp method, no
+    # adversary acting, no defense inside local training, no dropout): "auto" = on a CUDA
+    # device only (on the CPU it measured no faster for SmolLM2: benchmarks/bench_batched.py)
+    batch_clients: Literal["auto", "on", "off"] = "auto"
+    max_batch_records: int = 256  # rows of one batched step (clients x batch size), at most
 
     def __post_init__(self) -> None:
         from fedlpp.device import check_device_name
 
         check_device_name(self.device)
+        check(1 <= self.max_batch_records <= 1_000_000, "system.max_batch_records",
+              self.max_batch_records, "1..1000000 (rows of one batched step)")
 
 
 @dataclass

@@ -153,17 +153,30 @@ def client_round(*, client: int, rnd: int, payload: bytes, local: LocalModel,
                        seed=derive_seed(seed, rnd, client), on_step=on_step)
         update = LocalUpdate(tensors=trainable_state(local.model), num_examples=n,
                              train_loss=sum(losses) / len(losses))
-        acting = [a for a in adversaries if a.acts(client=client, rnd=rnd)]
-        rng = torch_generator(derive_seed(seed, rnd, client, 2))
-        for a in acting:
-            update = a.tamper_update(update, received=received, rng=rng)
-        message = encode_update(update, quantizer=uploader, seed=derive_seed(seed, rnd, client, 1))
-        byte_rng = np.random.default_rng(derive_seed(seed, rnd, client, 3))
-        for a in acting:
-            message = a.tamper_message(message, rng=byte_rng)
-        return Upload(client=client, data=message)
+        return upload_of(update, client=client, rnd=rnd, received=received, uploader=uploader,
+                         seed=seed, adversaries=adversaries)
     except Exception as exc:  # noqa: BLE001 - a broken client is named by the server, the run goes on
-        return Upload(client=client, data=None, error=_one_line(exc))
+        return failed_upload(client, exc)
+
+
+def upload_of(update: LocalUpdate, *, client: int, rnd: int, received: Mapping[str, torch.Tensor],
+              uploader: Quantizer, seed: int, adversaries: Sequence[Adversary] = ()) -> Upload:
+    """What client ``client`` sends for its trained ``update`` in round ``rnd``: the update as
+    its acting adversarial behaviours edit it, encoded, then its bytes as they edit those."""
+    acting = [a for a in adversaries if a.acts(client=client, rnd=rnd)]
+    rng = torch_generator(derive_seed(seed, rnd, client, 2))
+    for a in acting:
+        update = a.tamper_update(update, received=received, rng=rng)
+    message = encode_update(update, quantizer=uploader, seed=derive_seed(seed, rnd, client, 1))
+    byte_rng = np.random.default_rng(derive_seed(seed, rnd, client, 3))
+    for a in acting:
+        message = a.tamper_message(message, rng=byte_rng)
+    return Upload(client=client, data=message)
+
+
+def failed_upload(client: int, exc: BaseException) -> Upload:
+    """The upload of a client that raised: no bytes, its error in one line."""
+    return Upload(client=client, data=None, error=_one_line(exc))
 
 
 def _one_line(exc: Any) -> str:

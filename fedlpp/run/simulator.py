@@ -45,8 +45,13 @@ class Training(Protocol):
 
 
 def in_process(client: ClientPart) -> Training:
-    """Training by the method's client object in this process, one client after another (each
-    upload is aggregated before the next client trains)."""
+    """Training by the method's client object in this process: its ``rounds`` when it has one
+    (e.g. FedLPP's clients batched together), else one client after another (each upload is
+    aggregated before the next client trains)."""
+    rounds = getattr(client, "rounds", None)
+    if rounds is not None:
+        return rounds
+
     def train(clients: list[int], *, rnd: int, payload: bytes,
               on_step: Callable[[int, Step], None]) -> Iterable[Upload]:
         return (client.round(client=c, rnd=rnd, payload=payload,
@@ -80,7 +85,8 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
         cfg = ctx.cfg if ctx is not None else resolve(cfg)  # what result.json records
         ctx = ctx or prepare_run(cfg)
         server, defenses = build_server(ctx)
-        train = transport(ctx) if transport else in_process(build_client(ctx, defenses=defenses))
+        client = None if transport else build_client(ctx, defenses=defenses)
+        train = transport(ctx) if transport else in_process(client)
     except FedlppError:
         raise  # a bad input: nothing was started
     except Exception as exc:  # noqa: BLE001 - e.g. a model file that cannot be read
@@ -93,7 +99,7 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
         evaluation = drive(ctx, server=server, train=train, watch=watch, rounds=rounds)
         result = RunResult(status="ok", config=cfg.to_dict(), rounds=rounds,
                            defenses=[{"name": d.name, **d.report()} for d in defenses],
-                           meta=_meta(timer, ctx), **evaluation.outcome())
+                           meta={**_meta(timer, ctx), **_paths(client)}, **evaluation.outcome())
         watch.on_end(result, server)
     except Exception as exc:  # noqa: BLE001 - a started run that fails is recorded, then raised
         watch.on_end(RunResult(status="failed", config={}, rounds=rounds, meta={}), server)
@@ -138,6 +144,13 @@ def drive(ctx: RunContext, *, server: ServerPart, train: Training, watch: Observ
         rounds.append(record)
         watch.on_round(record)
     return evaluation
+
+
+def _paths(client: ClientPart | None) -> dict[str, Any]:
+    """How each round's clients trained (batched or one after another, and why), when the
+    client part says (FedLPP's does)."""
+    paths = getattr(client, "paths", None)
+    return {"local_training": {str(r): p for r, p in paths.items()}} if paths else {}
 
 
 def _meta(timer: Timer, ctx: RunContext | None) -> dict[str, Any]:
