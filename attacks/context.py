@@ -39,20 +39,32 @@ def _prepare(config: Any) -> RunContext:
     return run
 
 
+def _static_shapes(run: RunContext) -> dict[str, tuple[int, ...]]:
+    """Scope ``full``: the shape of each private base weight of the run's model."""
+    if not run.static:
+        return {}
+    state = run.bundle.model.state_dict()
+    return {n: tuple(state[n].shape) for n in run.static}
+
+
 class AttackContext:
-    """A finished run, loaded once for every attack on it."""
+    """A finished run, loaded once for every attack on it: its trace verified first (a damaged
+    one is a one-line FedlppError naming the file, see :mod:`fedlpp.run.trace`)."""
 
     def __init__(self, run_dir: str | Path, *, run: RunContext | None = None,
                  store: ResultStore | None = None) -> None:
         """Load the run in ``run_dir``; ``run`` reuses the prepared run that produced it (and its
         store); ``store`` shares evaluations and signals with other runs (a suite's cells)."""
-        self.trace = TraceReader(run_dir)
+        self.trace = TraceReader(run_dir)  # result and trace verified (files, checksums)
         self.run: RunContext = run or _prepare(self.trace.config)
         if store is not None:
             self.run.store = store
         if self.run.splits.fingerprint != self.trace.splits.fingerprint:
             raise FedlppError(f"The data of run {str(run_dir)!r} no longer matches its trace "
                               "(dataset fingerprint differs): were the data files changed?")
+        # and the tensors files have the layout of the run's model and quantizer
+        self.trace.verify_layout(trainable=self.run.initial, static=_static_shapes(self.run),
+                                 quantizer=self.run.quantizer)
         self.task = self.run.dataset.task
         # the model before any fine-tuning (the seeded LoRA init), so no trace is needed
         self.initial = self.run.initial

@@ -19,7 +19,6 @@ its keys, so another executor is one function and one entry.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -35,7 +34,7 @@ from tqdm.auto import tqdm
 from benchmarks.cell import cell_path, run_cell, store_dir
 from benchmarks.matrix import Cell, Suite
 from fedlpp.errors import FedlppError
-from fedlpp.io import atomic_write_json
+from fedlpp.io import atomic_write_json, read_json
 from fedlpp.outdir import MARKER, check_folder, is_marked, locked, mark
 
 Work = Callable[..., dict[str, Any]]  # run_cell's signature
@@ -50,11 +49,14 @@ class Executor(Protocol):
 
 
 def finished(out: Path, cell_id: str) -> bool:
-    """A cell whose result file exists and says ok (failed cells are run again)."""
+    """A cell whose result file exists and says ok (failed cells are run again, and so is a
+    file that cannot be read, is not a JSON object or holds another cell's id)."""
     try:
-        return json.loads(cell_path(out, cell_id).read_text()).get("status") == "ok"
-    except (OSError, ValueError):
+        record = read_json(cell_path(out, cell_id), what="a cell's result (JSON)")
+    except FedlppError:
         return False
+    return (isinstance(record, dict) and record.get("status") == "ok"
+            and record.get("id") == cell_id)
 
 
 def init_worker() -> None:
@@ -253,8 +255,8 @@ def _tidy(out: Path) -> None:
 
 def _collect(suite: Suite, out: Path) -> list[dict[str, Any]]:
     """The result of every cell of ``suite`` that has a file in ``out``, in the suite's order."""
-    return [json.loads(cell_path(out, c.id).read_text()) for c in suite.cells
-            if cell_path(out, c.id).exists()]
+    return [read_json(cell_path(out, c.id), what=f"the result of cell {c.id!r} (JSON)")
+            for c in suite.cells if cell_path(out, c.id).exists()]
 
 
 def run_suite(suite: Suite, *, out: Path, jobs: int = 1, quiet: bool = False,

@@ -70,10 +70,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _finished(path: Path) -> bool:
+    """Whether ``path`` is the result.json of a finished run (one that cannot be read is not)."""
+    from fedlpp.io import read_json
+
     try:
-        return json.loads(path.read_text()).get("status") == "ok"
-    except (OSError, ValueError):
+        result = read_json(path, what="a run's result (JSON)")
+    except FedlppError:
         return False
+    return isinstance(result, dict) and result.get("status") == "ok"
 
 
 ENGINES = ("simulator", "flower")
@@ -174,10 +178,13 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 def _print_accountants(result_file: Path) -> None:
     """The run's DP accountants' epsilons, to read beside the attacks' ``epsilon_lb``."""
+    from fedlpp.io import read_json
+
     if not result_file.is_file():
         return
-    for d in json.loads(result_file.read_text()).get("defenses") or []:
-        if "epsilon" in d:
+    result = read_json(result_file, what="a run's result (result.json of `fedlpp train`)")
+    for d in (result.get("defenses") if isinstance(result, dict) else None) or []:
+        if isinstance(d, dict) and isinstance(d.get("epsilon"), dict) and "delta" in d:
             print(f"accountant       {d['name']:<10} epsilon {_estimate(d['epsilon'])} at delta "
                   f"{d['delta']:g} ({d.get('guarantee', '')})")
 

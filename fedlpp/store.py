@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save
+from safetensors.numpy import load as load_arrays
+from safetensors.numpy import save
 
-from fedlpp.io import atomic_write_bytes
+from fedlpp.errors import FedlppError
+from fedlpp.io import atomic_write_bytes, read_bytes, read_json
 
 FORMAT = "store-v1"  # part of every key: a change in what is stored changes it
 
@@ -54,22 +56,31 @@ class ResultStore:
         self.misses = 0
 
     def _read(self, path: Path, load: Callable[[Path], Any]) -> Any:
+        """The entry at ``path`` read by ``load``, or None (a miss) when it is absent or cannot
+        be read: missing, a folder, unreadable, not UTF-8, not JSON, not safetensors."""
         try:
             value = load(path)
-        except (OSError, ValueError, SafetensorError):
+        except (FedlppError, OSError, ValueError, SafetensorError):
             self.misses += 1
             return None
         self.hits += 1
         return value
 
+    def unread(self) -> None:
+        """Count the last hit as a miss (its entry was read but could not be used)."""
+        self.hits -= 1
+        self.misses += 1
+
     def get_json(self, kind: str, key: str) -> Any:
-        return self._read(self.root / kind / f"{key}.json", lambda p: json.loads(p.read_text()))
+        return self._read(self.root / kind / f"{key}.json",
+                          lambda p: read_json(p, what="a stored result (JSON)"))
 
     def put_json(self, kind: str, key: str, value: Any) -> None:
         atomic_write_bytes(self.root / kind / f"{key}.json", json.dumps(value).encode())
 
     def get_arrays(self, kind: str, key: str) -> dict[str, np.ndarray] | None:
-        return self._read(self.root / kind / f"{key}.safetensors", lambda p: load_file(str(p)))
+        return self._read(self.root / kind / f"{key}.safetensors",
+                          lambda p: load_arrays(read_bytes(p, what="stored arrays (safetensors)")))
 
     def put_arrays(self, kind: str, key: str, arrays: Mapping[str, np.ndarray]) -> None:
         atomic_write_bytes(self.root / kind / f"{key}.safetensors", save(dict(arrays)))
@@ -99,7 +110,10 @@ def shared_result(store: ResultStore | None, kind: str, *, model: str | None,
     arrays = dump is not None
     found = store.get_arrays(kind, key) if arrays else store.get_json(kind, key)
     if found is not None:
-        return load(found) if load else found
+        try:
+            return load(found) if load else found
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            store.unread()  # an entry of another shape (another version wrote it): compute again
     result = compute()
     if arrays:
         store.put_arrays(kind, key, dump(result))
