@@ -36,7 +36,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from typing import Any
 from fedlpp.config import RunConfig, merge, parse_set
 from fedlpp.device import device_id
 from fedlpp.errors import FedlppError
+from fedlpp.io import read_toml
 from fedlpp.typed import from_dict
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -228,10 +228,7 @@ GridPoint = tuple[tuple[str, Any], ...]  # one choice per grid key: (key, value)
 
 def _read_suite_file(path: Path) -> dict[str, Any]:
     """A suite file's tables; a file that is not TOML or has an unknown section is an error."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise FedlppError(f"Suite {str(path)!r} is not valid TOML: {exc}") from None
+    raw = read_toml(path, what="a suite file (TOML)")
     unknown = set(raw) - {"suite", "base", "grid", "attacks"}
     if unknown:
         raise FedlppError(f"Unknown suite section(s) {sorted(unknown)} in {path.name} "

@@ -52,7 +52,8 @@ def test_published_cells_keep_their_ids():
 def test_a_result_records_where_it_ran(tmp_path):
     result, out = run_tiny(tmp_path, "system.device=cpu")
     assert (result["meta"]["device"], result["meta"]["device_name"]) == ("cpu", None)
-    assert json.loads((out / "result.json").read_text())["config"]["system"] == {"device": "cpu"}
+    assert json.loads((out / "result.json").read_text())["config"]["system"] == {
+        "device": "cpu", "batch_clients": "auto", "max_batch_records": 256}
 
 
 @pytest.mark.cuda

@@ -121,6 +121,9 @@ def test_the_server_app_over_a_grid_gives_the_simulators_numbers_and_trace(tmp_p
         if f.suffix == ".safetensors":
             x, y = load_file(str(plain_out / f)), load_file(str(out / f))
             assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), f
+        elif f.name == "manifest.json":  # hashes of files whose header order and timings vary
+            x, y = json.loads((plain_out / f).read_text()), json.loads((out / f).read_text())
+            assert sorted(x["files"]) == sorted(y["files"]) and x["rounds"] == y["rounds"]
         else:
             assert (plain_out / f).read_bytes() == (out / f).read_bytes(), f
 
