@@ -140,3 +140,27 @@ def test_on_the_cpu_auto_trains_one_client_after_another(tmp_path, one_thread):
     result, _ = run_tiny(tmp_path, *RUN)
     assert set(result["meta"]["local_training"].values()) == {
         "sequential: system.batch_clients=auto batches on a CUDA device only"}
+
+
+def test_lira_shadows_trained_batched_are_the_shadows_trained_one_by_one(tmp_path, one_thread):
+    from conftest import run_tiny
+
+    from attacks.context import AttackContext, Observation
+    from attacks.runner import build_attacks
+
+    _, out = run_tiny(tmp_path)
+    ctx = AttackContext(out)
+    (lira,) = build_attacks(["lira"], ["shadows=3", "shadow_steps=3"])
+    obs = Observation(lira.threat_model, ctx, lira.attackers())
+    shadows = {}
+    for setting in ("off", "on"):
+        ctx.run.cfg.system.batch_clients = setting
+        ctx.cache.clear()
+        assert lira.batch_shadows(obs) == (setting == "on")
+        shadows[setting] = lira.trained_shadows(obs)
+    start = lira.start_tensors(obs, lira.procedure(obs).start)
+    for (records_a, a), (records_b, b) in zip(shadows["off"], shadows["on"], strict=True):
+        assert records_a == records_b
+        for name in ctx.run.trainable:
+            moved = (a[name] - start[name]).norm()
+            assert (a[name] - b[name]).norm() <= UPDATE_TOL * moved, name

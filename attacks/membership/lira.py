@@ -51,8 +51,11 @@ from attacks.base import ATTACKS, AttackResult
 from attacks.context import Observation
 from attacks.membership.base import MembershipAttack, MembershipConfig
 from attacks.signals import SampleSignals
+from fedlpp.data.encode import pad_id
 from fedlpp.defenses import build_defenses
+from fedlpp.device import model_device
 from fedlpp.errors import FedlppError
+from fedlpp.federation.batched import ClientJob, train_batched, unbatchable_reason
 from fedlpp.federation.broadcast import make_broadcast
 from fedlpp.federation.client import local_train, num_local_steps
 from fedlpp.models import trainable_state
@@ -186,9 +189,12 @@ class LiraAttack(MembershipAttack):
             train = local_train
             for d in build_defenses(cfg.defenses):
                 train = d.around_training(train)
-            models = []
             datasets = shadow_datasets(self.shadow_pool(obs), shadows=self.config.shadows,
                                        size=p.records, seed=self.config.seed)
+            if train is local_train and self.batch_shadows(obs):
+                ctx.cache[key] = self._batched_shadows(obs, datasets, start=start, steps=p.steps)
+                return ctx.cache[key]
+            models = []
             for j, data in enumerate(datasets):
                 with ctx.loaded(start) as model:
                     train(model=model, data=ctx.encode(data), steps=p.steps,
@@ -197,6 +203,26 @@ class LiraAttack(MembershipAttack):
                     models.append((data, {**start, **trainable_state(model)}))
             ctx.cache[key] = models
         return ctx.cache[key]
+
+    def batch_shadows(self, obs: Observation) -> bool:
+        """The shadows train as one batched computation: as the run's clients would
+        (``system.batch_clients``: ``auto`` = on a CUDA device), when nothing forbids it."""
+        run = obs.ctx.run
+        setting = run.cfg.system.batch_clients
+        on = setting == "on" or (setting == "auto" and model_device(run.bundle.model).type == "cuda")
+        return on and self.config.shadows > 1 and unbatchable_reason(run.bundle.model) is None
+
+    def _batched_shadows(self, obs: Observation, datasets: list[list[int]], *, start: Tensors,
+                         steps: int) -> list[tuple[list[int], Tensors]]:
+        ctx, fed = obs.ctx, obs.ctx.trace.config.fed
+        jobs = [ClientJob(data=ctx.encode(data), steps=steps, seed=derive_seed(self.config.seed, j))
+                for j, data in enumerate(datasets)]
+        with ctx.loaded(start) as model:
+            trained = train_batched(model=model, jobs=jobs, start=trainable_state(model),
+                                    batch_size=fed.batch_size, lr=fed.lr,
+                                    weight_decay=fed.weight_decay, task=ctx.task,
+                                    pad_id=pad_id(ctx.run.bundle.tokenizer))
+        return [(data, {**start, **tensors}) for data, (tensors, _) in zip(datasets, trained, strict=True)]
 
     def shadow_models(self, obs: Observation) -> list[Tensors]:
         """The shadows' private tensors as the target is seen (quantized like a proxy / upload)."""
