@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_suite.py
 	$(BIN)/python benchmarks/bench_step.py --shapes 8x32
 	$(BIN)/python benchmarks/bench_dp.py
+	$(BIN)/python benchmarks/bench_batched.py --clients 4
 
 clean:
 	rm -rf $(VENV) .tox runs

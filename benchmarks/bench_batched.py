@@ -81,6 +81,8 @@ def main() -> None:
     print(f"{args.model} {args.data}: {args.clients} clients x batch {args.batch} x {args.seq} "
           f"tokens, {args.steps} steps, {args.threads} thread(s), {args.device}; batched path: "
           f"{unbatchable_reason(model) or 'applies'}")
+    if unbatchable_reason(model):
+        return  # e.g. MiniLM (dropout in training): the batched path would not be the same run
     start = trainable_state(model)
     seeds = [1000 + c for c in range(args.clients)]
 
