@@ -26,21 +26,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _registries() -> dict:
-    from fedlpp.adversaries import ADVERSARIES
-    from fedlpp.aggregators import AGGREGATORS
-    from fedlpp.data import DATASETS
-    from fedlpp.defenses import DEFENSES
-    from fedlpp.methods import METHODS
-    from fedlpp.models import MODELS
-    from fedlpp.quant import QUANTIZERS
+    from attacks.base import ATTACKS
+    from fedlpp.describe import registries
 
-    return {"quantizers": QUANTIZERS, "datasets": DATASETS, "models": MODELS,
-            "methods": METHODS, "aggregators": AGGREGATORS, "defenses": DEFENSES,
-            "adversaries": ADVERSARIES}
+    return {**registries(), "attacks": ATTACKS}
 
 
 def _ls_attacks() -> None:
     from attacks.base import ATTACKS
+    from fedlpp.describe import summary_line
     print("attacks:")
     for name in ATTACKS.names():
         cls = ATTACKS.get(name)
@@ -50,12 +44,19 @@ def _ls_attacks() -> None:
             threat = "?"
         origin = "built-in" if cls.__module__.startswith("attacks.") else cls.__module__
         print(f"  {name:<16} {cls.kind:<10} {threat:<10} {cls.summary}  [{origin}]")
+        options = summary_line("attacks", ATTACKS, name)
+        if options:
+            print(f"  {'':<16} options: {options}")
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from fedlpp.describe import describe, summary_line
+
     regs = _registries()
-    kinds = [args.kind] if args.kind else [*regs, "attacks"]
-    for kind in kinds:
+    if args.name:  # argparse fills KIND first: a NAME always comes with its kind
+        print(describe(args.kind, regs[args.kind], args.name), end="")
+        return 0
+    for kind in [args.kind] if args.kind else list(regs):
         if kind == "attacks":
             _ls_attacks()
             continue
@@ -64,8 +65,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for name in reg.names():
             doc = (reg.get(name).__doc__ or "").strip().splitlines()
             print(f"  {name:<16} {doc[0] if doc else ''}")
+            options = summary_line(kind, reg, name)
+            if options:
+                print(f"  {'':<16} options: {options}")
         if not reg.names():
             print("  (none registered)")
+    print("(fedlpp ls KIND NAME: a plugin's options, their types and defaults, and its docs)")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from fedlpp.describe import config_toml
+
+    print(config_toml(args.config, args.set), end="")
     return 0
 
 
@@ -276,11 +288,21 @@ def build_parser() -> argparse.ArgumentParser:
     brep.add_argument("dir", help="a directory written by `fedlpp bench run`")
     bsub.add_parser("ls", help="list the shipped suites")
     b.set_defaults(func=cmd_bench)
-    ls = sub.add_parser("ls", help="list registered plugins")
+    ls = sub.add_parser("ls", help="list registered plugins, or describe one")
     ls.add_argument("kind", nargs="?", choices=["quantizers", "datasets", "models", "methods",
                                              "aggregators", "defenses", "adversaries",
                                              "attacks"])
+    ls.add_argument("name", nargs="?", help="a plugin of KIND: its options, types, defaults "
+                                            "and docstring")
     ls.set_defaults(func=cmd_ls)
+    c = sub.add_parser("config", help="the run config")
+    csub = c.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    cs = csub.add_parser("show", help="print the resolved config as TOML (what `fedlpp train "
+                                      "--config` reads back to the same config)")
+    cs.add_argument("--config", help="TOML config file (defaults apply to keys it leaves out)")
+    cs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. --set quant.bits=4 (repeatable)")
+    cs.set_defaults(func=cmd_config)
     return p
 
 

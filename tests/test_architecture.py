@@ -21,7 +21,8 @@ PACKAGES = ("fedlpp", "attacks", "benchmarks")
 # bottom to top; a unit is a first-level module or folder of fedlpp/, or the whole of attacks/
 # or benchmarks/. A unit may import its own floor (without a cycle) and the floors below.
 FLOORS: list[tuple[str, ...]] = [
-    ("fedlpp", "fedlpp.errors", "fedlpp.io", "fedlpp.meta", "fedlpp.seeding", "fedlpp.outdir"),
+    ("fedlpp", "fedlpp.errors", "fedlpp.io", "fedlpp.meta", "fedlpp.seeding", "fedlpp.outdir",
+     "fedlpp.tomlwrite"),
     ("fedlpp.typed", "fedlpp.device"),
     ("fedlpp.config", "fedlpp.registry"),
     ("fedlpp.quant", "fedlpp.data", "fedlpp.models", "fedlpp.store"),
@@ -29,7 +30,9 @@ FLOORS: list[tuple[str, ...]] = [
     ("fedlpp.aggregators", "fedlpp.adversaries", "fedlpp.defenses"),  # plugins of a round
     ("fedlpp.federation",),  # the engine's parts: server, client, validation, master update
     ("fedlpp.methods",),  # training methods, and their parts assembled for a run
-    ("fedlpp.run",),  # a run: resolve, prepare, drive, evaluate, select, observe, trace
+    # a run: resolve, prepare, drive, evaluate, select, observe, trace; describe: a plugin's
+    # options and the resolved config, in words (`fedlpp ls KIND NAME`, `fedlpp config show`)
+    ("fedlpp.run", "fedlpp.describe"),
     ("fedlpp.flower",),  # the same run over Flower
     ("attacks",),
     ("benchmarks",),

@@ -1,0 +1,141 @@
+"""What a user can find out from the command: a plugin's options (`fedlpp ls KIND NAME`) and
+the resolved config as TOML (`fedlpp config show`), which `fedlpp train --config` reads back."""
+
+import dataclasses
+import math
+import tomllib
+
+import pytest
+
+from attacks.base import ATTACKS
+from fedlpp import tomlwrite
+from fedlpp.cli import main
+from fedlpp.config import load_config
+from fedlpp.describe import field_notes, options_class, registries
+from fedlpp.run.resolve import resolve
+
+KINDS = {**registries(), "attacks": ATTACKS}
+
+
+def test_ls_scaled_shows_factor_with_type_default_and_docs(capsys):
+    assert main(["ls", "adversaries", "scaled"]) == 0
+    out = capsys.readouterr().out
+    factor = next(line for line in out.splitlines() if line.strip().startswith("factor"))
+    assert factor.split()[:3] == ["factor", "float", "10.0"]
+    assert "Boosts its update's progress by a factor." in out  # the class docstring
+    assert "how much the client's progress is scaled" in out  # its Config's docstring
+    assert 'behaviour = "scaled"' in out  # where it is set
+    assert "the defaults alone are refused" in out and "clients" in out  # clients is required
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_ls_describes_every_plugin_of_every_registry(kind, capsys):
+    registry = KINDS[kind]
+    assert registry.names()
+    for name in registry.names():
+        assert main(["ls", kind, name]) == 0, (kind, name)
+        out = capsys.readouterr().out
+        assert out.startswith(f"{kind} {name}  [")
+        config = options_class(kind, registry.get(name))
+        for f in dataclasses.fields(config) if config else ():
+            assert any(line.split()[:1] == [f.name] for line in out.splitlines()), (name, f.name)
+
+
+def test_ls_kind_shows_each_plugins_options_and_defaults(capsys):
+    assert main(["ls", "adversaries"]) == 0
+    out = capsys.readouterr().out
+    assert "options: clients = [], rounds = [], factor = 10.0" in out
+    assert "fedlpp ls KIND NAME" in out
+    assert main(["ls", "attacks"]) == 0
+    assert "k = 0.2" in capsys.readouterr().out  # min-k's option
+
+
+def test_ls_prefix_plugin_and_data_fields(capsys):
+    assert main(["ls", "datasets", "hf:imdb"]) == 0
+    out = capsys.readouterr().out
+    assert "served by hf:" in out and "[data] keys:" in out
+    for key in ("path", "text_field", "label_field", "group_field", "partition", "val_fraction"):
+        assert f"\n  {key} " in out
+    assert "file for text / jsonl / csv" in out  # the comment beside data.path
+
+
+def test_ls_unknown_plugin_is_one_line_with_a_suggestion(capsys):
+    assert main(["ls", "attacks", "mink"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'min-k'?" in err and len(err.strip().splitlines()) == 1
+
+
+def test_field_notes_read_the_comments_beside_and_above_a_field():
+    from fedlpp.config import DataConfig, FedConfig
+
+    notes = field_notes(DataConfig)
+    assert notes["alpha"] == "dirichlet concentration"
+    assert notes["dedup"].startswith("drop records whose text repeats")  # the lines above it
+    assert "seq_len" not in notes or notes["seq_len"] == ""
+    assert "L2 distance" in field_notes(FedConfig)["max_update_norm"]
+
+
+SETS = [
+    [],
+    ["quant.name=none", "seed=7", "fed.lr=0.01"],
+    ["quant.name=stochastic", "quant.grid=uniform", "quant.upload=nf", "lora.targets=['q_proj']",
+     "system.device=cpu"],
+    ['aggregator={name="trimmed-mean", beta=0.25}',
+     'defenses=[{name="dp-sgd", noise_multiplier=0.5}, {name="noise-before-quantize", '
+     'scale=1}]', 'adversaries=[{behaviour="scaled", clients=[1], factor=3.0}]',
+     'data.path=a "quoted" path\\with\tbackslash', "data.name=text", "eval.select=last"],
+]
+
+
+@pytest.mark.parametrize("sets", SETS)
+def test_config_show_reads_back_to_the_resolved_config(sets, tmp_path, capsys):
+    args = [x for s in sets for x in ("--set", s)]
+    assert main(["config", "show", *args]) == 0
+    shown = capsys.readouterr().out
+    path = tmp_path / "shown.toml"
+    path.write_text(shown)
+    resolved = resolve(load_config(None, sets))
+    assert load_config(path) == resolved
+    assert resolved.quant.bits is not None  # the quantizer's defaults are filled in
+    # and it is a fixed point: showing the shown file gives the same config
+    assert main(["config", "show", "--config", str(path)]) == 0
+    again = tmp_path / "again.toml"
+    again.write_text(capsys.readouterr().out)
+    assert load_config(again) == resolved
+
+
+def test_config_show_with_a_file_and_overrides(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[fed]\nrounds = 9\n[quant]\nname = "uniform"\n')
+    assert main(["config", "show", "--config", str(cfg), "--set", "fed.num_clients=3"]) == 0
+    shown = tomllib.loads(capsys.readouterr().out)
+    assert shown["fed"]["rounds"] == 9 and shown["fed"]["num_clients"] == 3
+    assert shown["quant"]["name"] == "uniform" and shown["quant"]["bits"] == 2
+
+
+@pytest.mark.parametrize("sets, words", [
+    (["fed.rnds=2"], "Unknown config key 'fed.rnds'"),
+    (['defenses=[{name="dp-sdg"}]'], "Did you mean 'dp-sgd'"),
+])
+def test_config_show_refuses_a_bad_config_in_one_line(sets, words, capsys):
+    args = [x for s in sets for x in ("--set", s)]
+    assert main(["config", "show", *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_toml_writer_round_trips_what_a_config_holds():
+    data = {
+        "plain": 1, "neg": -3, "f": 1e-5, "big": 3e38, "t": True, "empty": [],
+        "s": 'quote " backslash \\ tab \t newline \n bell \x07 del \x7f é 😀',
+        "key with space": "x", "list": [1, 2.5, "a", [True]],
+        "unset": None,
+        "table": {"a": 1, "inner": {"b": [1, 2]}, "inline": [{"x": 1}, {"y": "z"}]},
+        "arr": [{"name": "a", "opt": {"deep": 1}}, {"name": "b", "list": [{"k": 1}]}],
+        "inf": math.inf, "minf": -math.inf,
+    }
+    back = tomllib.loads(tomlwrite.dumps(data))
+    expected = {k: v for k, v in data.items() if k != "unset"}
+    assert back == expected
+    assert math.isnan(tomllib.loads(tomlwrite.dumps({"n": math.nan}))["n"])
+    assert "# unset: unset" in tomlwrite.dumps(data)
