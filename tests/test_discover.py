@@ -139,3 +139,35 @@ def test_toml_writer_round_trips_what_a_config_holds():
     assert back == expected
     assert math.isnan(tomllib.loads(tomlwrite.dumps({"n": math.nan}))["n"])
     assert "# unset: unset" in tomlwrite.dumps(data)
+
+
+def _readme_block(after: str) -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    return text.split(after, 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_suite_and_data_examples_load(tmp_path):
+    from benchmarks.matrix import load_suite
+
+    suite = tmp_path / "mine.toml"
+    suite.write_text(_readme_block("### The suite file"))
+    loaded = load_suite(suite)
+    assert loaded.name == "mine" and len(loaded.cells) == 2 * 2 * 2 * 3
+    assert loaded.cells[0].labels == {"seed": 0, "fed.lr": 0.001, "quant": "nf-2",
+                                      "setting": "none"}
+    data = tmp_path / "data.toml"
+    data.write_text(_readme_block("For your own data"))
+    assert load_config(data).data.partition == "natural"
+
+
+def test_the_readme_documents_every_data_field():
+    from pathlib import Path
+
+    from fedlpp.config import DataConfig
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("### Data\n", 1)[1].split("\n## ", 1)[0]
+    for f in dataclasses.fields(DataConfig):
+        assert f"| `data.{f.name}` |" in section, f.name
