@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import time
 import traceback
@@ -197,6 +198,25 @@ def not_applicable(attack: Attack, config: RunConfig) -> str | None:
     return f"not applicable to fed.method={method} (it supports: {supported})"
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON can hold it: numpy and torch numbers and arrays as numbers and lists,
+    tuples and sets as lists (a set sorted), keys as strings, a non-finite float as None and
+    anything else as its ``str``; what a result file keeps of ``AttackResult.extra``."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return [json_safe(v) for v in sorted(value, key=str)]
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, torch tensors
+        return json_safe(value.tolist())
+    return str(value)
+
+
 def load_context(run_dir: str | Path) -> AttackContext:
     """A finished run loaded for attacks (its training method's model installed)."""
     return AttackContext(run_dir)
@@ -232,7 +252,7 @@ def run_attacks(run_dir: str | Path, *, names: list[str], sets: list[str] = (),
                                                defenses=ctx.trace.config.defenses)
                 else:
                     metrics = score_recovery(res, ctx, resamples=resamples, seed=0)
-                record.update(status="ok", metrics=metrics, extra=res.extra)
+                record.update(status="ok", metrics=metrics, extra=json_safe(res.extra))
             except Exception as exc:  # noqa: BLE001 - a failing plugin fails only its own result
                 record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                               traceback=traceback.format_exc(limit=8))

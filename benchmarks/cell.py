@@ -109,7 +109,9 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False,
         record.update(status="ok", train=_summary(result), fidelity=_fidelity(ctx),
                       attacks=[{**{k: a.get(k) for k in ("attack", "kind", "threat_model",
                                                          "config", "status", "metrics", "error")},
-                                "seconds": a["meta"]["seconds"]} for a in attacks])
+                                "seconds": a["meta"]["seconds"],
+                                **({"extra": a["extra"]} if "extra" in a else {})}
+                               for a in attacks])
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and the suite goes on
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))

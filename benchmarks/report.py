@@ -23,6 +23,7 @@ from benchmarks.matrix import DEFAULT_RESAMPLES, primary_attacks
 from benchmarks.stats import combine, estimate, ratio_of_means, seed_values
 from benchmarks.sweeps import sweep_tables
 from benchmarks.tables import detail_tables, markdown_tables
+from benchmarks.tidy import write_tidy
 from fedlpp.errors import FedlppError
 from fedlpp.io import read_json
 
@@ -345,7 +346,8 @@ def kernels_line(cells: list[dict[str, Any]]) -> str:
 
 
 def build_report(out: Path, *, command: str | None = None) -> Path:
-    """Write ``report.md``, ``summary.csv`` and plots into ``out``; returns the report path."""
+    """Write ``report.md``, ``summary.csv``, ``results.csv`` (:mod:`benchmarks.tidy`) and plots
+    into ``out``; returns the report path."""
     from benchmarks.plots import write_plots
 
     suite, cells = load_cells(out)
@@ -353,6 +355,7 @@ def build_report(out: Path, *, command: str | None = None) -> Path:
     failed = [c for c in cells if c["status"] != "ok"]
     rows = summarize(group_cells(suite, ok))
     write_csv(rows, out / "summary.csv")
+    write_tidy(cells, out / "results.csv")  # every number, long format
     plots = write_plots(rows, ok, out)
     shas = sorted({c["meta"]["git_sha"] or "unknown" for c in cells})
     dirty = any(c["meta"]["git_dirty"] for c in cells)
