@@ -81,6 +81,23 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    from fedlpp.outdir import out_path
+    from fedlpp.scaffold import names, write
+
+    n = names(args.kind, args.name)
+    registry = _registries()[f"{args.kind}s"]
+    if args.name in registry.names():
+        article = "an" if args.kind == "attack" else "a"
+        raise FedlppError(f"{article} {args.kind} named {args.name!r} is already registered "
+                          f"(in {registry.get(args.name).__module__}): choose another NAME")
+    out = out_path(args.out) if args.out is not None else Path(n["dist"])
+    for path in write(args.kind, args.name, out):
+        print(f"wrote {path}")
+    print(f"next: pip install --no-deps -e {out} && fedlpp ls {args.kind}s {args.name}")
+    return 0
+
+
 def _finished(path: Path) -> bool:
     """Whether ``path`` is the result.json of a finished run (one that cannot be read is not)."""
     from fedlpp.io import read_json
@@ -245,6 +262,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _discovery_commands(sub) -> None:
+    """The commands that say what there is: ``ls``, ``config show``, ``new``."""
+    ls = sub.add_parser("ls", help="list registered plugins, or describe one")
+    ls.add_argument("kind", nargs="?", choices=["quantizers", "datasets", "models", "methods",
+                                             "aggregators", "defenses", "adversaries",
+                                             "attacks"])
+    ls.add_argument("name", nargs="?", help="a plugin of KIND: its options, types, defaults "
+                                            "and docstring")
+    ls.set_defaults(func=cmd_ls)
+    c = sub.add_parser("config", help="the run config")
+    csub = c.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    cs = csub.add_parser("show", help="print the resolved config as TOML (what `fedlpp train "
+                                      "--config` reads back to the same config)")
+    cs.add_argument("--config", help="TOML config file (defaults apply to keys it leaves out)")
+    cs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. --set quant.bits=4 (repeatable)")
+    cs.set_defaults(func=cmd_config)
+    new = sub.add_parser("new", help="write a ready plugin package: pyproject with its entry "
+                                     "point, the plugin, a test, a README")
+    new.add_argument("kind", choices=["attack", "defense"])
+    new.add_argument("name", help="the plugin's registered name, e.g. my-attack")
+    new.add_argument("--out", help="folder to write (new or empty; default ./fedlpp-NAME)")
+    new.set_defaults(func=cmd_new)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fedlpp", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -288,21 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     brep.add_argument("dir", help="a directory written by `fedlpp bench run`")
     bsub.add_parser("ls", help="list the shipped suites")
     b.set_defaults(func=cmd_bench)
-    ls = sub.add_parser("ls", help="list registered plugins, or describe one")
-    ls.add_argument("kind", nargs="?", choices=["quantizers", "datasets", "models", "methods",
-                                             "aggregators", "defenses", "adversaries",
-                                             "attacks"])
-    ls.add_argument("name", nargs="?", help="a plugin of KIND: its options, types, defaults "
-                                            "and docstring")
-    ls.set_defaults(func=cmd_ls)
-    c = sub.add_parser("config", help="the run config")
-    csub = c.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
-    cs = csub.add_parser("show", help="print the resolved config as TOML (what `fedlpp train "
-                                      "--config` reads back to the same config)")
-    cs.add_argument("--config", help="TOML config file (defaults apply to keys it leaves out)")
-    cs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config key, e.g. --set quant.bits=4 (repeatable)")
-    cs.set_defaults(func=cmd_config)
+    _discovery_commands(sub)
     return p
 
 

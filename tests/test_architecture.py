@@ -22,7 +22,7 @@ PACKAGES = ("fedlpp", "attacks", "benchmarks")
 # or benchmarks/. A unit may import its own floor (without a cycle) and the floors below.
 FLOORS: list[tuple[str, ...]] = [
     ("fedlpp", "fedlpp.errors", "fedlpp.io", "fedlpp.meta", "fedlpp.seeding", "fedlpp.outdir",
-     "fedlpp.tomlwrite"),
+     "fedlpp.tomlwrite", "fedlpp.scaffold"),
     ("fedlpp.typed", "fedlpp.device"),
     ("fedlpp.config", "fedlpp.registry"),
     ("fedlpp.quant", "fedlpp.data", "fedlpp.models", "fedlpp.store"),

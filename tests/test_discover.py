@@ -171,3 +171,71 @@ def test_the_readme_documents_every_data_field():
     section = text.split("### Data\n", 1)[1].split("\n## ", 1)[0]
     for f in dataclasses.fields(DataConfig):
         assert f"| `data.{f.name}` |" in section, f.name
+
+
+# --- fedlpp new attack|defense NAME: a ready plugin package ---------------------------------
+
+NEW = [("attack", "my-score", "fedlpp_my_score", "fedlpp.attacks", ATTACKS),
+       ("defense", "clip-change", "fedlpp_clip_change", "fedlpp.defenses", KINDS["defenses"])]
+
+
+@pytest.mark.parametrize("kind, name, package, group, registry", NEW)
+def test_new_writes_a_package_whose_plugin_registers_and_is_listed(
+        kind, name, package, group, registry, tmp_path, monkeypatch, capsys):
+    import ast
+    import importlib
+    import sys
+
+    out = tmp_path / f"fedlpp-{name}"
+    assert main(["new", kind, name, "--out", str(out)]) == 0
+    assert f"wrote {out / 'pyproject.toml'}" in capsys.readouterr().out
+    project = tomllib.loads((out / "pyproject.toml").read_text())
+    assert project["project"]["entry-points"][group] == {name: package}
+    assert project["tool"]["setuptools"]["packages"] == [package]
+    for path in out.rglob("*.py"):
+        ast.parse(path.read_text(), filename=str(path))
+    assert f"fedlpp ls {kind}s {name}" in (out / "README.md").read_text()
+    registry.names()  # the registry's own discovery first, then a copy the test may change
+    monkeypatch.setattr(registry, "_items", dict(registry._items))
+    monkeypatch.syspath_prepend(str(out))
+    try:
+        module = importlib.import_module(package)  # what loading its entry point does
+        assert registry.get(name).__module__ == module.__name__
+        assert main(["ls", f"{kind}s"]) == 0
+        assert f"  {name} " in capsys.readouterr().out
+        assert main(["ls", f"{kind}s", name]) == 0
+        assert f"{kind}s {name}  [plugin: {package}]" in capsys.readouterr().out
+    finally:
+        sys.modules.pop(package, None)
+
+
+@pytest.mark.parametrize("kind, name, package, group, registry", NEW)
+def test_the_generated_test_passes_under_pytest(kind, name, package, group, registry, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "pkg"
+    assert main(["new", kind, name, "--out", str(out)]) == 0
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests"], cwd=out, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["new", "attack", "loss"], "an attack named 'loss' is already registered"),
+    (["new", "defense", "My_Defense"], "Invalid NAME: 'My_Defense'"),
+    (["new", "model", "x"], "invalid choice: 'model'"),
+])
+def test_new_refuses_a_taken_or_bad_name_in_one_line(args, words, tmp_path, capsys):
+    assert main([*args, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_new_never_writes_into_a_folder_that_holds_files(tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("keep")
+    assert main(["new", "defense", "clip-change", "--out", str(tmp_path)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
