@@ -81,7 +81,11 @@ def field_notes(cls: type) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         comments, lines = _comments(source), source.splitlines()
-        for node in ast.parse(source).body[0].body:
+        try:
+            body = ast.parse(source).body[0].body
+        except (SyntaxError, IndexError, AttributeError):
+            continue
+        for node in body:
             if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
                 continue
             above, line = [], node.lineno - 1
@@ -105,7 +109,10 @@ def _default(f: dataclasses.Field) -> str:
 
 def option_rows(cls: type) -> list[tuple[str, str, str, str]]:
     """(name, type in words, default as TOML, note) of each field of dataclass ``cls``."""
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - a plugin's annotation that does not resolve: as written
+        hints = {f.name: f.type for f in dataclasses.fields(cls)}
     notes = field_notes(cls)
     return [(f.name, describe_type(hints[f.name]), _default(f), notes.get(f.name, ""))
             for f in dataclasses.fields(cls)]

@@ -239,3 +239,18 @@ def test_new_never_writes_into_a_folder_that_holds_files(tmp_path, capsys):
     assert main(["new", "defense", "clip-change", "--out", str(tmp_path)]) == 2
     assert "not an empty folder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+def test_a_plugin_whose_annotation_does_not_resolve_is_still_described():
+    from fedlpp.describe import option_rows
+
+    @dataclasses.dataclass
+    class Odd:
+        """``x``: an option typed by a name its module never defines."""
+
+        x: "Undefined" = 1  # noqa: F821 - the point of the test
+        y: float = 0.5  # a note
+
+    rows = option_rows(Odd)
+    assert rows[0][:3] == ("x", "Undefined", "1")
+    assert rows[1] == ("y", "float", "0.5", "a note")
