@@ -15,10 +15,17 @@ import numpy as np
 import torch
 
 from attacks.context import Observation
+from fedlpp.errors import FedlppError
 from fedlpp.registry import Registry
 
 ATTACKS = Registry("attack", group="fedlpp.attacks",
                    builtins=["attacks.membership.*", "attacks.recovery.*"])
+
+
+class NotApplicable(FedlppError):
+    """Raised by an attack that cannot apply to this run (e.g. its target holds no trained
+    records: one client has no other clients): recorded as ``not_applicable`` with this
+    message, not as a failure."""
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from attacks.audit import DEFAULT_DELTA
-from attacks.base import ATTACKS, Attack, AttackResult
+from attacks.base import ATTACKS, Attack, AttackResult, NotApplicable
 from attacks.context import AttackContext, Observation
 from attacks.leakage import membership_metrics
 from attacks.model_metrics import gain_metrics, param_rel_error
@@ -253,9 +253,12 @@ def run_attacks(run_dir: str | Path, *, names: list[str], sets: list[str] = (),
                 else:
                     metrics = score_recovery(res, ctx, resamples=resamples, seed=0)
                 record.update(status="ok", metrics=metrics, extra=json_safe(res.extra))
+            except NotApplicable as exc:  # this run cannot give the attack what it needs
+                record.update(status="not_applicable", error=" ".join(str(exc).split()))
             except Exception as exc:  # noqa: BLE001 - a failing plugin fails only its own result
-                record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                              traceback=traceback.format_exc(limit=8))
+                record.update(status="failed",
+                              error=" ".join(f"{type(exc).__name__}: {exc}".split()),
+                              traceback=traceback.format_exc())  # in full: the plugin's frames
         record["meta"] = {**provenance(), "seconds": time.perf_counter() - t0}
         atomic_write_json(out_dir / f"{result_name(attack)}.json", record)
         results.append(record)

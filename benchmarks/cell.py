@@ -110,11 +110,12 @@ def run_cell(cell: Cell, *, out: Path, keep_runs: bool = False,
                       attacks=[{**{k: a.get(k) for k in ("attack", "kind", "threat_model",
                                                          "config", "status", "metrics", "error")},
                                 "seconds": a["meta"]["seconds"],
-                                **({"extra": a["extra"]} if "extra" in a else {})}
+                                **({"extra": a["extra"]} if "extra" in a else {}),
+                                **({"traceback": a["traceback"]} if "traceback" in a else {})}
                                for a in attacks])
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and the suite goes on
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(limit=8))
+        record.update(status="failed", error=" ".join(f"{type(exc).__name__}: {exc}".split()),
+                      traceback=traceback.format_exc())  # in full, with the error's cause
     record["meta"] = {**provenance(), "seconds": time.perf_counter() - t0,
                       "from_store": store.hits if store else 0}
     atomic_write_json(cell_path(out, cell.id), record)

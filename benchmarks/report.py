@@ -345,6 +345,36 @@ def kernels_line(cells: list[dict[str, Any]]) -> str:
             "\"Reproducing a published number\").")
 
 
+def failed_attacks(cells: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(cell, attack) for every attack that failed in a cell that is otherwise ok."""
+    return [(c, a) for c in cells if c["status"] == "ok" for a in c["attacks"]
+            if a["status"] == "failed"]
+
+
+def failure_lines(cells: list[dict[str, Any]]) -> list[str]:
+    """The report's first section when anything failed: each failed cell and each failed
+    attack with its one-line error (the full traceback is in the cell file); none otherwise."""
+    def one_line(text: Any) -> str:
+        return " ".join(str(text or "no error recorded").split())
+
+    lines = [f"- cell `{c['id']}` {c['labels']}: {one_line(c.get('error'))}"
+             for c in cells if c["status"] != "ok"]
+    same: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)  # one line per error
+    for c, a in failed_attacks(cells):
+        target = a["config"].get("target")
+        same[(f"{a['attack']}@{target}" if target else a["attack"], one_line(a.get("error")))] \
+            .append(c)
+    for (name, error), where in same.items():
+        at = (f"cell `{where[0]['id']}` {where[0]['labels']}" if len(where) == 1 else
+              f"{len(where)} cells (" + ", ".join(f"`{c['id']}`" for c in where) + ")")
+        lines.append(f"- attack `{name}` in {at}: {error}")
+    if not lines:
+        return []
+    return ["## Failed cells and attacks", "", *lines, "",
+            "Their numbers are left out of every table below; the full tracebacks are in "
+            "`cells/<id>.json` (`traceback`).", ""]
+
+
 def build_report(out: Path, *, command: str | None = None) -> Path:
     """Write ``report.md``, ``summary.csv``, ``results.csv`` (:mod:`benchmarks.tidy`) and plots
     into ``out``; returns the report path."""
@@ -359,12 +389,14 @@ def build_report(out: Path, *, command: str | None = None) -> Path:
     plots = write_plots(rows, ok, out)
     shas = sorted({c["meta"]["git_sha"] or "unknown" for c in cells})
     dirty = any(c["meta"]["git_dirty"] for c in cells)
-    lines = [f"# {suite['name']} suite", "", suite["description"], "",
+    broken = len(failed_attacks(cells))
+    lines = [f"# {suite['name']} suite", "", *failure_lines(cells), suite["description"], "",
              f"Regenerate: `{command or suite.get('command') or 'fedlpp bench run ' + suite['file']}`"
              " (it also writes "
              "this report; `fedlpp bench report DIR` rebuilds it from the cell files).", "",
              f"{len(ok)} of {len(suite['cells'])} cells ok, {len(failed)} failed, "
-             f"{len(suite['cells']) - len(cells)} not run. "
+             f"{len(suite['cells']) - len(cells)} not run"
+             f"{f'; {broken} attacks failed in ok cells' if broken else ''}. "
              f"Code: {', '.join(s[:10] for s in shas)}{' (uncommitted changes)' if dirty else ''}. "
              "Each cell's resolved config and provenance are in `cells/<id>.json`.", "",
              kernels_line(cells), ""]
@@ -375,9 +407,6 @@ def build_report(out: Path, *, command: str | None = None) -> Path:
     lines += ["## Detail: every attack", ""] + detail_tables(rows)
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
-    if failed:
-        lines += ["## Failed cells", ""] + [f"- `{c['id']}` {c['labels']}: {c['error']}"
-                                           for c in failed] + [""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -174,12 +175,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             else:
                 result = run_federation(cfg, out=out, quiet=args.quiet, ctx=prepared)
         except RunFailed as exc:  # not a bad input (exit 2): the run started, then failed
+            _print_traceback(args, exc.result.get("traceback"))
             print(f"error: {exc} (recorded in {done})", file=sys.stderr)
             return 1
     print(json.dumps({k: result.get(k) for k in ("final", "selection", "convergence", "comm",
                                                   "defenses")}, indent=2))
-    print(f"wrote {done}")
+    if not args.quiet:  # --quiet: stdout is the JSON alone
+        print(f"wrote {done}")
     return 0
+
+
+def _print_traceback(args: argparse.Namespace, text: str | None, *, what: str = "") -> None:
+    """With --debug (or FEDLPP_DEBUG=1): a recorded traceback, on stderr."""
+    if getattr(args, "debug", False) and text:
+        print(f"{what}{text.rstrip()}", file=sys.stderr)
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
@@ -192,7 +201,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
     _print_accountants(Path(args.run_dir) / "result.json")
     for r in results:
         m = r.get("metrics", {})
-        if r["status"] != "ok":
+        if r["status"] == "not_applicable":
+            summary = f"not applicable: {r['error']}"
+        elif r["status"] != "ok":
             summary = f"FAILED: {r['error']}"
         elif r["kind"] == "membership":
             summary = "  ".join(f"{name} {_estimate(m[name])}" for name in
@@ -202,7 +213,14 @@ def cmd_attack(args: argparse.Namespace) -> int:
             summary = "  ".join(f"{name} {_estimate(m[name])}" for name in
                                 ("recovered_gain", "gain_over_control", "param_rel_error"))
         print(f"{r['attack']:<16} {r['threat_model']:<10} {summary}")
-    return 0
+    failed = [r for r in results if r["status"] == "failed"]
+    for r in failed:
+        _print_traceback(args, r.get("traceback"), what=f"attack {r['attack']}: ")
+    if failed:  # each failed result is written too, with its full traceback
+        print(f"error: {len(failed)} of {len(results)} attacks failed: "
+              f"{', '.join(r['attack'] for r in failed)} (tracebacks in "
+              f"{Path(args.run_dir) / 'attacks'}; --debug prints them)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _print_accountants(result_file: Path) -> None:
@@ -256,10 +274,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
                             keep_runs=args.keep_runs, command=command, executor=args.executor,
                             address=args.address)
         report = build_report(out)
-    failed = [r["id"] for r in results if r["status"] != "ok"]
+    return _bench_outcome(args, results, report)
+
+
+def _bench_outcome(args: argparse.Namespace, results: list[dict], report: Path) -> int:
+    """The suite's counts (exit 1 if a cell or an attack failed; the report lists them at the
+    top); with --debug, their tracebacks."""
+    from benchmarks.report import failed_attacks
+
+    failed = [r for r in results if r["status"] != "ok"]
+    broken = failed_attacks(results)
+    for r in failed:
+        _print_traceback(args, r.get("traceback"), what=f"cell {r['id']}: ")
+    for cell, a in broken:
+        _print_traceback(args, a.get("traceback"), what=f"cell {cell['id']}, attack {a['attack']}: ")
     print(f"wrote {report}")
-    print(f"{len(results) - len(failed)} cells ok, {len(failed)} failed")
-    return 1 if failed else 0
+    print(f"{len(results) - len(failed)} cells ok, {len(failed)} failed"
+          + (f"; {len(broken)} attacks failed (listed at the top of the report)" if broken else ""))
+    return 1 if failed or broken else 0
 
 
 def _discovery_commands(sub) -> None:
@@ -300,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--engine", default="simulator",
                    help="simulator (in this process) or flower (a Flower simulation: each "
                         "client a ClientApp; same numbers)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--quiet", action="store_true", help="no progress bar; stdout: the JSON alone")
     t.set_defaults(func=cmd_train)
     a = sub.add_parser("attack", help="run attacks on a finished run")
     a.add_argument("run_dir", help="a directory written by `fedlpp train`")
@@ -343,21 +375,53 @@ def main(argv: list[str] | None = None) -> int:
     # bitsandbytes logs a harmless missing-optional-kernel line on every import on CPU
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    debug = False
     try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
+        parser = build_parser()
+        add_debug(parser)
+        args = parser.parse_args(argv)
+        debug = args.debug
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return code
     except FedlppError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `fedlpp ls attacks | head -1`: the reader has had enough
+        return _closed_pipe()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - one line, not a traceback (FEDLPP_DEBUG=1 shows it)
-        if os.environ.get("FEDLPP_DEBUG"):
-            raise
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback (--debug shows it)
+        if debug or os.environ.get("FEDLPP_DEBUG"):
+            traceback.print_exc()
         print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())} "
-              "(set FEDLPP_DEBUG=1 for the traceback)", file=sys.stderr)
+              "(--debug prints the traceback)", file=sys.stderr)
         return 1
+
+
+def _closed_pipe() -> int:
+    """A closed stdout ends the command quietly (exit 0): what is still buffered for it goes
+    nowhere, so that the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def add_debug(parser: argparse.ArgumentParser, *, top: bool = True) -> None:
+    """``--debug`` on ``parser`` and every subcommand (before or after it): full tracebacks on
+    stderr for a failed run, cell or attack, and for an unexpected error (``FEDLPP_DEBUG=1``
+    does the same)."""
+    parser.add_argument("--debug", action="store_true",
+                        default=bool(os.environ.get("FEDLPP_DEBUG")) if top else argparse.SUPPRESS,
+                        help="print full tracebacks on stderr (the same: FEDLPP_DEBUG=1)")
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps subcommands only here
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in dict.fromkeys(action.choices.values()):
+                add_debug(sub, top=False)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ def test_train_writes_result_and_refuses_to_overwrite(tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "ok" and len(result["rounds"]) == 1
     assert json.loads((out / "config.json").read_text())["fed"]["rounds"] == 1
-    assert "round 1: central perplexity" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "round 1: central perplexity" in said.err  # --quiet: stdout is the JSON alone
+    assert json.loads(said.out)["final"]
     # a finished run is never overwritten by accident
     assert main(["train", *_sets("fed.rounds=1"), "--out", str(out), "--quiet"]) == 2
     assert "already holds a finished run" in capsys.readouterr().err

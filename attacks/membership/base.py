@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from attacks.base import Attack, AttackResult
+from attacks.base import Attack, AttackResult, NotApplicable
 from attacks.context import Observation
 from attacks.signals import SampleSignals
 from fedlpp.errors import FedlppError
@@ -89,8 +89,8 @@ class MembershipAttack(Attack):
             members = sorted(rng.permutation(members)[:cap].tolist())
             nonmembers = sorted(rng.permutation(nonmembers)[:cap].tolist())
         if not members or not nonmembers:
-            raise FedlppError(f"Target {self.config.target!r} has {len(members)} trained members "
-                              f"and {len(nonmembers)} non-members; both must be > 0")
+            raise NotApplicable(f"Target {self.config.target!r} has {len(members)} trained "
+                                f"members and {len(nonmembers)} non-members; both must be > 0")
         return members, nonmembers, coverage
 
     def target_tensors(self, obs: Observation) -> dict[str, torch.Tensor]:

@@ -45,6 +45,17 @@ class Rejected(Exception):
     """Raised by ``Defense.on_update`` to refuse an update; the message is the recorded reason."""
 
 
+class HookFailed(RuntimeError):
+    """A plugin's hook raised: names the round, the hook and the plugin it came from (e.g. a
+    defense's ``before_broadcast`` while the server prepared round 2's broadcast); the
+    original error is ``__cause__`` and ``error``, its one line."""
+
+    def __init__(self, *, rnd: int, hook: str, plugin: str, exc: BaseException) -> None:
+        self.rnd, self.hook, self.plugin = rnd, hook, plugin
+        self.error = " ".join(f"{type(exc).__name__}: {exc}".split())
+        super().__init__(f"round {rnd}, hook {hook} of {plugin}: {self.error}")
+
+
 class Defense(Plugin):
     """Base class of defenses: every hook defaults to doing nothing."""
 
@@ -78,4 +89,5 @@ def build_defenses(tables: list[Any]) -> list[Defense]:
     return [DEFENSES.build_table(t, where=f"defenses[{i}]") for i, t in enumerate(tables)]
 
 
-__all__ = ["DEFENSES", "Defense", "NoOptions", "Rejected", "Trainer", "build_defenses"]
+__all__ = ["DEFENSES", "Defense", "HookFailed", "NoOptions", "Rejected", "Trainer",
+           "build_defenses"]

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from fedlpp.aggregators import build_aggregator
 from fedlpp.config import FedConfig
-from fedlpp.defenses import Defense, Rejected
+from fedlpp.defenses import Defense, HookFailed, Rejected
 from fedlpp.errors import FedlppError
 from fedlpp.federation.broadcast import Broadcast, make_broadcast
 from fedlpp.federation.master_update import apply_update, overflow_culprits
@@ -33,6 +34,18 @@ from fedlpp.quant import Quantizer
 from fedlpp.seeding import derive_seed
 
 log = logging.getLogger("fedlpp")
+
+
+@contextmanager
+def hook(rnd: int, name: str, defense: Defense) -> Iterator[None]:
+    """Round ``rnd``'s call of ``defense``'s hook ``name``: an error it raises (other than
+    :class:`Rejected`) becomes a :class:`HookFailed` naming the round, hook and defense."""
+    try:
+        yield
+    except (Rejected, HookFailed):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin's error, named where it came from
+        raise HookFailed(rnd=rnd, hook=name, plugin=f"defense '{defense.name}'", exc=exc) from exc
 
 
 class FedLPPServer:
@@ -80,7 +93,8 @@ class FedLPPServer:
         if rnd not in self._sent:
             tensors: Mapping[str, torch.Tensor] = self.master
             for d in self.defenses:
-                tensors = d.before_broadcast(rnd, tensors, static=self.static)
+                with hook(rnd, "before_broadcast", d):
+                    tensors = d.before_broadcast(rnd, tensors, static=self.static)
             self._sent = {r: b for r, b in self._sent.items() if r >= rnd - 1}
             self._sent[rnd] = make_broadcast(tensors, quantizer=self.quantizer, rnd=rnd,
                                              seed=derive_seed(self.seed, rnd),
@@ -149,8 +163,9 @@ class FedLPPServer:
                reach: dict[int, float]) -> dict[str, Any] | None:
         """Straight-through update of the master, unless it would make the master non-finite."""
         for d in self.defenses:
-            mean = dict(d.after_aggregate(rnd, mean, broadcast=received,
-                                          weights={c: self.enrolled[c] for c in reach}))
+            with hook(rnd, "after_aggregate", d):
+                mean = dict(d.after_aggregate(rnd, mean, broadcast=received,
+                                              weights={c: self.enrolled[c] for c in reach}))
         new = apply_update(self.master, mean=mean, broadcast=received,
                            server_lr=self.fed.server_lr, rule=self.fed.aggregation)
         bad = non_finite(new)
@@ -185,7 +200,8 @@ class FedLPPServer:
         if reason is None:
             try:
                 for d in self.defenses:
-                    tensors = dict(d.on_update(rnd, c, tensors, broadcast=broadcast))
+                    with hook(rnd, "on_update", d):
+                        tensors = dict(d.on_update(rnd, c, tensors, broadcast=broadcast))
             except Rejected as exc:
                 reason = f"rejected by a defense: {exc}"
         if reason is not None:

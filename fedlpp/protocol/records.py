@@ -117,6 +117,8 @@ class RunResult:
     selection: dict[str, Any] | None = None  # which round is reported, and why
     convergence: dict[str, Any] | None = None
     final_records: dict[str, Any] | None = None  # per test record, for paired comparisons
+    failed_in: dict[str, Any] | None = None  # a failed run: round, hook and plugin (or None)
+    traceback: str | None = None  # a failed run: the full traceback of its error
     selected: Any = field(default=None, repr=False)  # the reported round's state (not saved)
 
     @property
@@ -133,4 +135,7 @@ class RunResult:
                 out[key] = getattr(self, key)
         if self.error is not None:
             out["error"] = self.error
+        for key in ("failed_in", "traceback"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out

@@ -10,6 +10,7 @@ is one too.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -149,7 +150,10 @@ class Console(Observer):
         line = (f"round {record.round}: {util}down {record.bytes_down:,} B | "
                 f"up {record.bytes_up:,} B" + (f" | rejected {rejected}" if rejected else "")
                 + (f" | update refused ({record.refused['reason']})" if record.refused else ""))
-        (print if self.quiet else self.bar.write)(line)
+        if self.quiet:  # stdout stays for what the command prints (`train --quiet`: JSON)
+            print(line, file=sys.stderr)
+        else:
+            self.bar.write(line)
 
     def on_end(self, result: RunResult, server: ServerPart) -> None:
         if self.bar is not None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from fedlpp.config import RunConfig
+from fedlpp.defenses import Defense, HookFailed
 from fedlpp.device import describe, model_device
 from fedlpp.errors import FedlppError
 from fedlpp.io import atomic_write_json
@@ -103,7 +105,7 @@ def run_federation(cfg: RunConfig, *, out: Path, quiet: bool = False, echo: bool
         watch.on_end(result, server)
     except Exception as exc:  # noqa: BLE001 - a started run that fails is recorded, then raised
         watch.on_end(RunResult(status="failed", config={}, rounds=rounds, meta={}), server)
-        raise _failed(out, cfg, rounds, exc, timer, ctx) from exc
+        raise _failed(out, cfg, rounds, exc, timer, ctx, defenses=defenses) from exc
     atomic_write_json(out / "result.json", result.to_dict())
     return result.to_dict()
 
@@ -159,12 +161,31 @@ def _meta(timer: Timer, ctx: RunContext | None) -> dict[str, Any]:
             "timing": timer.summary(model_load_s=ctx.model_load_s if ctx else 0.0)}
 
 
+def _reports(defenses: list[Defense]) -> list[dict[str, Any]]:
+    """What each defense did before the run failed (one whose report raises says so)."""
+    reports = []
+    for d in defenses:
+        try:
+            reports.append({"name": d.name, **d.report()})
+        except Exception as exc:  # noqa: BLE001 - the run's own error is the one to report
+            reports.append({"name": d.name, "report_error": f"{type(exc).__name__}: {exc}"})
+    return reports
+
+
 def _failed(out: Path, cfg: RunConfig, rounds: list[RoundRecord], exc: Exception, timer: Timer,
-            ctx: RunContext | None) -> RunFailed:
-    """Record a failed run in ``out/result.json`` (with the rounds that finished)."""
-    error = " ".join(f"{type(exc).__name__}: {exc}".split())
+            ctx: RunContext | None, defenses: list[Defense] = ()) -> RunFailed:
+    """Record a failed run in ``out/result.json``: the rounds that finished, the defenses'
+    reports, the round (and the plugin's hook) the error came from, its full traceback."""
+    if isinstance(exc, HookFailed):  # the hook knows its round (e.g. the next one's broadcast)
+        error, failed_in = str(exc), {"round": exc.rnd, "hook": exc.hook, "plugin": exc.plugin}
+    else:
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())
+        failed_in = {"round": len(rounds) + 1 if ctx is not None else None, "hook": None,
+                     "plugin": None}
     result = RunResult(status="failed", config=cfg.to_dict(), rounds=rounds, error=error,
-                       meta=_meta(timer, ctx))
+                       meta=_meta(timer, ctx), defenses=_reports(list(defenses)),
+                       failed_in=failed_in, traceback="".join(traceback.format_exception(exc)))
     atomic_write_json(out / "result.json", result.to_dict())
-    where = f"in round {len(rounds) + 1}" if ctx is not None else "while preparing"
-    return RunFailed(f"the run failed {where}: {error}", result.to_dict())
+    where = "in " if isinstance(exc, HookFailed) else (
+        f"in round {len(rounds) + 1}: " if ctx is not None else "while preparing: ")
+    return RunFailed(f"the run failed {where}{error}", result.to_dict())
