@@ -254,3 +254,28 @@ def test_a_plugin_whose_annotation_does_not_resolve_is_still_described():
     rows = option_rows(Odd)
     assert rows[0][:3] == ("x", "Undefined", "1")
     assert rows[1] == ("y", "float", "0.5", "a note")
+
+
+def test_an_installed_package_is_found_through_its_entry_point(tmp_path):
+    """pip builds the generated packages (into a folder, not this environment) and a fresh
+    `fedlpp` process with that folder on its path lists both plugins: their entry points work."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("setuptools")
+    for kind, name, *_ in NEW:
+        assert main(["new", kind, name, "--out", str(tmp_path / name)]) == 0
+    target = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                          "--no-build-isolation", "--no-index", "--target", str(target),
+                          *(str(tmp_path / name) for _, name, *_ in NEW)],
+                         capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    calls = "; ".join(f"main(['ls', '{kind}s', '{name}'])" for kind, name, *_ in NEW)
+    shown = subprocess.run([sys.executable, "-c", f"from fedlpp.cli import main; {calls}"],
+                           capture_output=True, text=True, timeout=300, env=env, cwd=target)
+    assert shown.returncode == 0, shown.stderr
+    for kind, name, package, *_ in NEW:
+        assert f"{kind}s {name}  [plugin: {package}]" in shown.stdout, shown.stdout
