@@ -69,6 +69,10 @@ def test_the_tolerance_mode_catches_a_real_change():
         assert_close(noisy, old, mode="exact")
     with pytest.raises(AssertionError):
         assert_close([1, 2], [1, 3], mode="tolerance")  # ints (clients, bytes) are exact
+    # accuracy moves in whole records: an absolute tolerance when one is given
+    assert_close({"accuracy": 0.3667}, {"accuracy": 0.3833}, mode="tolerance", accuracy=0.025)
+    with pytest.raises(AssertionError):
+        assert_close({"accuracy": 0.3667}, {"accuracy": 0.3833}, mode="tolerance")
 
 
 def test_the_stored_results_are_real_training_runs():
