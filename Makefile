@@ -11,7 +11,9 @@ JOBS    ?= 2
 .PHONY: install run train paper test test-slow test-cuda lint bench clean
 
 $(STAMP): pyproject.toml examples/fedlpp-example-attack/pyproject.toml \
-          examples/fedlpp-example-defense/pyproject.toml
+          examples/fedlpp-example-defense/pyproject.toml \
+          examples/fedlpp-example-recovery/pyproject.toml \
+          examples/fedlpp-example-broadcast-defense/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -21,6 +23,9 @@ $(STAMP): pyproject.toml examples/fedlpp-example-attack/pyproject.toml \
 	$(BIN)/python -m pip install --quiet --no-deps -e examples/fedlpp-example-attack
 	# the example third-party defense plugin: the tests check it is discovered and rejects
 	$(BIN)/python -m pip install --quiet --no-deps -e examples/fedlpp-example-defense
+	# the example recovery attack and broadcast defense: the tests check they are found and run
+	$(BIN)/python -m pip install --quiet --no-deps -e examples/fedlpp-example-recovery
+	$(BIN)/python -m pip install --quiet --no-deps -e examples/fedlpp-example-broadcast-defense
 	touch $(STAMP)
 
 install: $(STAMP)
