@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedlpp.cli import ENGINES, HOME, RUN_FILES, own_packages
+from fedlpp.cli import HOME, RUN_FILES, check_train, own_packages
 from fedlpp.errors import FedlppError
 from fedlpp.run.simulator import RunFailed  # raised by train() for a run that started, then failed
 
@@ -126,34 +126,6 @@ def _config(config: RunConfig | dict[str, Any] | str | Path | None,
     return from_dict(RunConfig, values)
 
 
-def _finished(path: Path) -> bool:
-    from fedlpp.io import read_json
-
-    try:
-        result = read_json(path, what="a run's result (JSON)")
-    except FedlppError:
-        return False
-    return isinstance(result, dict) and result.get("status") == "ok"
-
-
-def _check_train(cfg: RunConfig, *, out: Path, engine: str, overwrite: bool) -> None:
-    """``fedlpp train``'s checks: every plugin the config names, the engine, the folder."""
-    from fedlpp.outdir import check_folder
-    from fedlpp.run.resolve import resolve
-
-    resolve(cfg)
-    if engine not in ENGINES:
-        raise FedlppError(f"Invalid engine: {engine!r} (allowed: {', '.join(ENGINES)})")
-    if engine == "flower":
-        from fedlpp.flower.server_app import check_engine
-
-        check_engine(cfg)
-    check_folder(out, "train", flag="out")
-    if _finished(out / "result.json") and not overwrite:
-        raise FedlppError(f"out {str(out)!r} already holds a finished run (result.json); "
-                          "choose another directory or pass overwrite=True")
-
-
 def train(config: RunConfig | dict[str, Any] | str | Path | None = None, *,
           out: str | Path, sets: Sequence[str] = (), overwrite: bool = False,
           engine: str = "simulator", quiet: bool = False) -> RunResult:
@@ -175,9 +147,9 @@ def train(config: RunConfig | dict[str, Any] | str | Path | None = None, *,
     _setup()
     folder = out_path(os.fspath(out), flag="out")
     cfg = _config(config, _strings(sets, "sets"))
-    _check_train(cfg, out=folder, engine=engine, overwrite=overwrite)
+    check_train(cfg, out=folder, engine=engine, overwrite=overwrite, api=True)
     with locked(folder, flag="out"):
-        _check_train(cfg, out=folder, engine=engine, overwrite=overwrite)  # now no one else writes
+        check_train(cfg, out=folder, engine=engine, overwrite=overwrite, api=True)  # now no one else writes
         remove_written(folder, RUN_FILES)
         mark(folder, "train")
         atomic_write_json(folder / "config.json", cfg.to_dict())

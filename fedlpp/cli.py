@@ -32,6 +32,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
+from typing import Any
 
 from fedlpp.errors import FedlppError
 
@@ -151,7 +152,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finished(path: Path) -> bool:
+def finished(path: Path) -> bool:
     """Whether ``path`` is the result.json of a finished run (one that cannot be read is not)."""
     from fedlpp.io import read_json
 
@@ -167,26 +168,36 @@ ENGINES = ("simulator", "flower")
 RUN_FILES = ("result.json", "config.json", "trace", "attacks")
 
 
-def _check_train(args: argparse.Namespace):
-    """Every check of a train command that writes nothing: the config and its plugins, the
-    engine, the folder; returns the config."""
-    from fedlpp.config import load_config
-    from fedlpp.outdir import check_folder, out_path
+def check_train(cfg: Any, *, out: Path, engine: str, overwrite: bool, api: bool = False) -> None:
+    """Every check of a train command that writes nothing: the config's plugins, the engine,
+    the folder (``api``: errors name the Python arguments instead of the command's flags)."""
+    from fedlpp.outdir import check_folder
     from fedlpp.run.resolve import resolve
 
-    out = out_path(args.out)
-    cfg = load_config(args.config, args.set)  # all config errors before anything heavy
-    resolve(cfg)  # and every plugin it names
-    if args.engine not in ENGINES:
-        raise FedlppError(f"Invalid --engine: {args.engine!r} (allowed: {', '.join(ENGINES)})")
-    if args.engine == "flower":
+    flag, engine_flag, again = (("out", "engine", "overwrite=True") if api
+                                else ("--out", "--engine", "--overwrite"))
+    resolve(cfg)  # every plugin the config names
+    if engine not in ENGINES:
+        raise FedlppError(f"Invalid {engine_flag}: {engine!r} (allowed: {', '.join(ENGINES)})")
+    if engine == "flower":
         from fedlpp.flower.server_app import check_engine
 
         check_engine(cfg)
-    check_folder(out, "train")  # new, empty or a training run: never someone else's folder
-    if _finished(out / "result.json") and not args.overwrite:
-        raise FedlppError(f"--out {str(out)!r} already holds a finished run (result.json); "
-                          "choose another directory or pass --overwrite")
+    # new, empty or a training run: never someone else's folder
+    check_folder(out, "train", **({"flag": "out"} if api else {}))
+    if finished(out / "result.json") and not overwrite:
+        raise FedlppError(f"{flag} {str(out)!r} already holds a finished run (result.json); "
+                          f"choose another directory or pass {again}")
+
+
+def _check_train(args: argparse.Namespace) -> Any:
+    """:func:`check_train` for the command's arguments; returns the config."""
+    from fedlpp.config import load_config
+    from fedlpp.outdir import out_path
+
+    out = out_path(args.out)
+    cfg = load_config(args.config, args.set)  # all config errors before anything heavy
+    check_train(cfg, out=out, engine=args.engine, overwrite=args.overwrite)
     return cfg
 
 
