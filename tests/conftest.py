@@ -46,6 +46,21 @@ def tiny_sets():
     return list(TINY)
 
 
+def assert_train_refused(tmp_path, capsys, sets, words):
+    """``fedlpp train`` with ``--set`` for each of ``sets`` exits 2 with one stderr line holding
+    every one of ``words``, and writes no result."""
+    from fedlpp.cli import main
+
+    out = tmp_path / "out"
+    args = [x for s in sets for x in ("--set", s)]
+    assert main(["train", "--out", str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (out / "result.json").exists()
+
+
 def run_tiny(tmp_path, *extra, name="run"):
     """Run the tiny federation with ``extra`` overrides; returns (result, out dir)."""
     from fedlpp.config import load_config

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, run_tiny
+from conftest import TINY, assert_train_refused, run_tiny
 
 from fedlpp.cli import main
 from fedlpp.config import load_config
@@ -50,14 +50,7 @@ def test_a_value_moved_beyond_the_limit_is_rejected_and_counted():
 def test_a_bad_option_is_a_one_line_error(tmp_path, capsys, table, words):
     with pytest.raises(FedlppError):
         resolve(load_config(None, [*TINY, f"defenses=[{table}]"]))
-    out = tmp_path / "out"
-    sets = [x for s in [*TINY, f"defenses=[{table}]"] for x in ("--set", s)]
-    assert main(["train", "--out", str(out), "--quiet", *sets]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    for w in words:
-        assert w in err, (w, err)
-    assert not (out / "result.json").exists()
+    assert_train_refused(tmp_path, capsys, [*TINY, f"defenses=[{table}]"], words)
 
 
 def test_a_boosted_update_is_rejected_and_named_while_the_honest_client_trains(tmp_path):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, run_tiny
+from conftest import TINY, assert_train_refused, run_tiny
 
 from attacks.base import ATTACKS
 from fedlpp.cli import main
@@ -108,11 +108,4 @@ def test_a_bad_attack_option_is_a_one_line_exit_2(runs, capsys, args, words):
     ('{name = "secret-mask", scale = nan}', ["defenses[0]", "scale", "nan", "> 0"]),
 ])
 def test_a_bad_defense_option_is_a_one_line_exit_2(tmp_path, capsys, table, words):
-    out = tmp_path / "out"
-    sets = [x for s in [*TINY, f"defenses=[{table}]"] for x in ("--set", s)]
-    assert main(["train", "--out", str(out), "--quiet", *sets]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    for w in words:
-        assert w in err, (w, err)
-    assert not (out / "result.json").exists()
+    assert_train_refused(tmp_path, capsys, [*TINY, f"defenses=[{table}]"], words)
