@@ -94,6 +94,20 @@ def source_digest(module: str) -> str | None:
     return h.hexdigest()
 
 
+def folder_digest(folder: str | Path) -> str:
+    """sha256 over the relative names and bytes of every file below ``folder`` (sorted): what an
+    ``hf:`` model folder held when a run used it."""
+    root = Path(folder)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def provenance() -> dict[str, Any]:
     """What produced a result, so anyone can tell whether they can repeat it."""
     versions = {}

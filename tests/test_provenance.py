@@ -27,3 +27,22 @@ def test_the_source_digest_follows_the_code_not_the_version(tmp_path, monkeypatc
     assert source_digest("my_plugin_pkg") == before
     assert "my_plugin_pkg" not in sys.modules  # found, never imported
     assert source_digest("no_such_module_here") is None
+
+
+def test_a_run_on_an_hf_folder_records_the_folders_content(tmp_path, one_thread):
+    from conftest import run_tiny
+
+    from fedlpp.config import ModelConfig
+    from fedlpp.meta import folder_digest
+    from fedlpp.models import MODELS
+
+    folder = tmp_path / "model"
+    base, tok, _ = MODELS.get("tiny-llama")(ModelConfig(), task="lm", num_labels=None)
+    base.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    result, _ = run_tiny(tmp_path, f"model.name='hf:{folder}'", "fed.rounds=1")
+    assert result["meta"]["model_sha256"] == folder_digest(folder)
+    (folder / "extra.txt").write_text("changed")
+    assert folder_digest(folder) != result["meta"]["model_sha256"]
+    plain, _ = run_tiny(tmp_path, "fed.rounds=1", name="plain")
+    assert "model_sha256" not in plain["meta"]  # a built-in model is named by its config

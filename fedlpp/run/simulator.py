@@ -18,7 +18,7 @@ from fedlpp.defenses import Defense, HookFailed
 from fedlpp.device import describe, model_device
 from fedlpp.errors import FedlppError
 from fedlpp.io import atomic_write_json
-from fedlpp.meta import provenance
+from fedlpp.meta import folder_digest, provenance
 from fedlpp.methods import ClientPart, ServerPart
 from fedlpp.methods.assemble import build_client, build_server
 from fedlpp.protocol.records import RoundRecord, RunResult, Step, Upload
@@ -155,9 +155,17 @@ def _paths(client: ClientPart | None) -> dict[str, Any]:
     return {"local_training": {str(r): p for r, p in paths.items()}} if paths else {}
 
 
+def _model_files(ctx: RunContext | None) -> dict[str, Any]:
+    """An ``hf:`` model from a local folder is recorded by the content of its files, not only
+    its path (the folder can change under the same name)."""
+    name = ctx.cfg.model.name if ctx is not None else ""
+    folder = Path(name[len("hf:"):]).expanduser() if name.startswith("hf:") else None
+    return {"model_sha256": folder_digest(folder)} if folder is not None and folder.is_dir() else {}
+
+
 def _meta(timer: Timer, ctx: RunContext | None) -> dict[str, Any]:
     where = describe(model_device(ctx.bundle.model)) if ctx is not None else {}
-    return {**provenance(), **where, "seconds": time.perf_counter() - timer.t0,
+    return {**provenance(), **where, **_model_files(ctx), "seconds": time.perf_counter() - timer.t0,
             "timing": timer.summary(model_load_s=ctx.model_load_s if ctx else 0.0)}
 
 
