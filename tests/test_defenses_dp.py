@@ -224,3 +224,18 @@ def test_empty_poisson_batches_add_no_loss_and_all_empty_gives_the_records_loss(
                              noise_multiplier=1.0, max_grad_norm=1.0, poisson=True)
     with torch.no_grad():
         assert only == pytest.approx(float(sequence_losses(model, small).mean()), rel=1e-6)
+
+
+def test_lira_audits_a_dp_sgd_run_its_shadows_trained_under_dp_sgd(tmp_path, one_thread):
+    """LiRA's shadows train as the target's clients did, inside DP-SGD (it used to crash)."""
+    import json
+
+    from conftest import run_tiny
+
+    from fedlpp.cli import main
+
+    _, out = run_tiny(tmp_path, 'defenses=[{name = "dp-sgd", noise_multiplier = 1.0}]')
+    assert main(["attack", str(out), "--attack", "lira", "--set", "shadows=2",
+                 "--resamples", "50"]) == 0
+    record = json.loads((out / "attacks" / "lira@central+shadows=2.json").read_text())
+    assert record["status"] == "ok", record.get("error")

@@ -52,13 +52,14 @@ from attacks.context import Observation
 from attacks.membership.base import MembershipAttack, MembershipConfig
 from attacks.signals import SampleSignals
 from fedlpp.data.encode import pad_id
-from fedlpp.defenses import build_defenses
+from fedlpp.defenses import Defense, build_defenses
 from fedlpp.device import model_device
 from fedlpp.errors import FedlppError
 from fedlpp.federation.batched import ClientJob, train_batched, unbatchable_reason
 from fedlpp.federation.broadcast import make_broadcast
 from fedlpp.federation.client import local_train, num_local_steps
 from fedlpp.models import trainable_state
+from fedlpp.protocol.trainer import Trainer
 from fedlpp.seeding import derive_seed
 from fedlpp.typed import check
 
@@ -186,16 +187,20 @@ class LiraAttack(MembershipAttack):
         if key not in ctx.cache:
             cfg, p = ctx.trace.config, self.procedure(obs)
             start = self.start_tensors(obs, p.start)
-            train = local_train
-            for d in build_defenses(cfg.defenses):
-                train = d.around_training(train)
+            # a shadow trains as the target's clients did, inside the same defenses (e.g.
+            # DP-SGD), each shadow standing for one client of one round
+            defenses = build_defenses(cfg.defenses)
+            inside = any(type(d).around_training is not Defense.around_training for d in defenses)
             datasets = shadow_datasets(self.shadow_pool(obs), shadows=self.config.shadows,
                                        size=p.records, seed=self.config.seed)
-            if train is local_train and self.batch_shadows(obs):
+            if not inside and self.batch_shadows(obs):
                 ctx.cache[key] = self._batched_shadows(obs, datasets, start=start, steps=p.steps)
                 return ctx.cache[key]
             models = []
             for j, data in enumerate(datasets):
+                train: Trainer = local_train
+                for d in defenses:
+                    train = d.around_training(train, client=j, rnd=1)
                 with ctx.loaded(start) as model:
                     train(model=model, data=ctx.encode(data), steps=p.steps,
                           batch_size=cfg.fed.batch_size, lr=cfg.fed.lr,
