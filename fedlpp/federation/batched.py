@@ -50,9 +50,8 @@ def unbatchable_reason(model: nn.Module) -> str | None:
         value = getattr(config, key, 0.0)
         if isinstance(value, int | float) and value > 0:
             return f"the model uses dropout in training ({key}={value:g})"
-    for name, _ in trainable_linears(model).items():
-        if not name:
-            return "a trainable tensor is not an nn.Linear weight or bias"
+    if "" in trainable_linears(model):
+        return "a trainable tensor is not an nn.Linear weight or bias"
     return None
 
 
@@ -81,13 +80,13 @@ class ClientJob:
 
 
 @contextlib.contextmanager
-def stacked_linears(model: nn.Module, weights: Mapping[str, torch.Tensor],
+def stacked_linears(linears: Mapping[str, nn.Module], weights: Mapping[str, torch.Tensor],
                     rows: list[int]) -> Iterator[None]:
-    """Within the block, each trainable Linear of ``model`` computes with the stacked
-    ``weights`` (``<module>.weight`` / ``.bias``: ``[clients, ...]``), client ``c``'s weights on
-    the ``rows[c]`` consecutive rows of its input that belong to it."""
+    """Within the block, each of the trainable Linears ``linears`` (:func:`trainable_linears`)
+    computes with the stacked ``weights`` (``<module>.weight`` / ``.bias``: ``[clients, ...]``),
+    client ``c``'s weights on the ``rows[c]`` consecutive rows of its input that belong to it."""
     patched = []
-    for mname, module in trainable_linears(model).items():
+    for mname, module in linears.items():
         w, b = weights[f"{mname}.weight"], weights.get(f"{mname}.bias")
         module.forward = _grouped_forward(w, b, rows)  # instance attribute: __call__ uses it
         patched.append(module)
@@ -101,14 +100,17 @@ def stacked_linears(model: nn.Module, weights: Mapping[str, torch.Tensor],
 def _grouped_forward(weight: torch.Tensor, bias: torch.Tensor | None,
                      rows: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
     active = [c for c, r in enumerate(rows) if r]
+    equal = len({rows[c] for c in active}) == 1  # equal shares: one batched matmul
+    if equal and len(active) < len(rows):  # the clients still training, gathered once
+        idx = torch.tensor(active, device=weight.device)
+        weight, bias = weight[idx], None if bias is None else bias[idx]
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        if len({rows[c] for c in active}) == 1:  # equal shares: one batched matmul
+        if equal:
             xs = x.reshape(len(active), -1, x.shape[-1])
-            idx = torch.tensor(active, device=weight.device)
-            out = torch.bmm(xs, weight[idx].transpose(1, 2))
+            out = torch.bmm(xs, weight.transpose(1, 2))
             if bias is not None:
-                out = out + bias[idx].unsqueeze(1)
+                out = out + bias.unsqueeze(1)
             return out.reshape(*x.shape[:-1], weight.shape[1])
         parts = torch.split(x, [rows[c] for c in active], dim=0)
         return torch.cat([F.linear(p, weight[c], None if bias is None else bias[c])
@@ -132,6 +134,7 @@ def train_batched(*, model: nn.Module, jobs: Sequence[ClientJob], start: Mapping
     opt = torch.optim.AdamW(list(stacked.values()), lr=lr, weight_decay=weight_decay)
     orders = [batch_slices(int(j.data["input_ids"].shape[0]), batch_size=batch_size,
                            steps=j.steps, generator=torch_generator(j.seed)) for j in jobs]
+    linears = trainable_linears(model)  # the modules that compute with the stacked weights
     losses: list[list[float]] = [[] for _ in jobs]
     done: list[Tensors | None] = [None] * len(jobs)
     model.train()
@@ -143,7 +146,7 @@ def train_batched(*, model: nn.Module, jobs: Sequence[ClientJob], start: Mapping
         inputs, widths = _concat(batches, pad_id=pad_id)
         rows = [int(batches[c]["input_ids"].shape[0]) if c in batches else 0
                 for c in range(len(jobs))]
-        with stacked_linears(model, stacked, rows):
+        with stacked_linears(linears, stacked, rows):
             logits = model(**to_device(inputs, device)).logits
         step_losses = _client_losses(model, logits, batches, widths=widths, task=task)
         torch.stack(list(step_losses.values())).sum().backward()
