@@ -39,11 +39,11 @@ from fedlpp.run.context import prepare_run  # noqa: E402
 
 
 class PeakRSS:
-    """The highest resident set size seen while the block runs, minus the RSS at its start."""
+    """The highest resident set size of this process seen while the block runs (``peak``)."""
 
     def __enter__(self) -> PeakRSS:
-        self.proc, self.base = psutil.Process(), psutil.Process().memory_info().rss
-        self.peak, self._stop = self.base, threading.Event()
+        self.proc = psutil.Process()
+        self.peak, self._stop = self.proc.memory_info().rss, threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
         return self
@@ -55,7 +55,7 @@ class PeakRSS:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.added = max(self.peak, self.proc.memory_info().rss) - self.base
+        self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 def main() -> None:
