@@ -20,9 +20,10 @@ A run that starts and then fails raises :class:`RunFailed` (its ``result`` is th
 error and traceback, as ``fedlpp attack`` writes it (that command then exits 1).
 
 Like the command, these calls import this project's own ``attacks`` and ``benchmarks``, never a
-user's folder of that name (:func:`fedlpp.cli.own_packages`).
+user's folder of that name (:func:`fedlpp.own_packages.own_packages`).
 
-This module is on the top floor of ``tests/test_architecture.py``, beside :mod:`fedlpp.cli`;
+This module is on the top floor of ``tests/test_architecture.py``, beside :mod:`fedlpp.cli`
+(what :func:`train` shares with ``fedlpp train`` is :mod:`fedlpp.train_command`);
 ``fedlpp/__init__.py`` loads it on first use of ``fedlpp.train`` and the others.
 """
 
@@ -36,9 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedlpp.cli import HOME, RUN_FILES, check_train, own_packages
 from fedlpp.errors import FedlppError
+from fedlpp.own_packages import HOME, own_packages
 from fedlpp.run.simulator import RunFailed  # raised by train() for a run that started, then failed
+from fedlpp.train_command import check_train, write_run
 
 if TYPE_CHECKING:
     from fedlpp.config import RunConfig
@@ -140,25 +142,13 @@ def train(config: RunConfig | dict[str, Any] | str | Path | None = None, *,
         run = fedlpp.train({"fed": {"rounds": 2}}, sets=["quant.bits=2"], out="runs/r1")
         run.final["central"]["loss"], run.out / "result.json"
     """
-    from fedlpp.io import atomic_write_json
-    from fedlpp.outdir import locked, mark, out_path, remove_written
-    from fedlpp.run.simulator import run_federation
+    from fedlpp.outdir import out_path
 
     _setup()
     folder = out_path(os.fspath(out), flag="out")
     cfg = _config(config, _strings(sets, "sets"))
     check_train(cfg, out=folder, engine=engine, overwrite=overwrite, api=True)
-    with locked(folder, flag="out"):
-        check_train(cfg, out=folder, engine=engine, overwrite=overwrite, api=True)  # now no one else writes
-        remove_written(folder, RUN_FILES)
-        mark(folder, "train")
-        atomic_write_json(folder / "config.json", cfg.to_dict())
-        if engine == "flower":
-            from fedlpp.flower.simulation import run_flower_simulation
-
-            result = run_flower_simulation(cfg, out=folder, quiet=quiet)
-        else:
-            result = run_federation(cfg, out=folder, quiet=quiet)
+    result = write_run(cfg, out=folder, engine=engine, overwrite=overwrite, quiet=quiet, api=True)
     return RunResult(out=folder, result=result)
 
 
@@ -224,7 +214,7 @@ def _home_first(on: bool) -> Iterator[None]:
     """While ``on``: the folder that holds ``fedlpp/`` first on ``sys.path``, which spawned
     worker processes copy, so that they too import this project's ``attacks`` and
     ``benchmarks`` (a worker of a notebook or of a script unpickles its work before anything
-    could put :class:`~fedlpp.cli.OwnPackages` on its ``sys.meta_path``)."""
+    could put :class:`~fedlpp.own_packages.OwnPackages` on its ``sys.meta_path``)."""
     if not on:
         yield
         return

@@ -3,73 +3,29 @@ registered plugins.
 
 Bad input ends with exit code 2 and one line on stderr naming the bad value and what is allowed.
 
-This is the top floor of the house, with :mod:`fedlpp.api` (the same commands as Python calls): the
-modules of ``fedlpp/`` that import ``attacks`` and ``benchmarks`` (which sit above the trainer);
-``tests/test_architecture.py`` holds the stage map.
+This module holds the parser and :func:`main`; the commands are :mod:`fedlpp.commands`
+(``train``, ``attack``, ``bench``) and :mod:`fedlpp.discovery` (``ls``, ``config show``, ``new``).
+They are the top floor of the house, with :mod:`fedlpp.api` (the same commands as Python calls):
+the modules of ``fedlpp/`` that import ``attacks`` and ``benchmarks`` (which sit above the
+trainer); ``tests/test_architecture.py`` holds the stage map. What ``train`` shares with :func:`fedlpp.train` is in :mod:`fedlpp.train_command`.
 
-The command's ``attacks`` and ``benchmarks`` are always this project's, the folders beside
-``fedlpp/``: a user's own ``attacks/`` or ``benchmarks/`` folder in the working directory (first
-on ``sys.path`` under ``python -m fedlpp.cli``) is never imported. Importing this module puts
-:class:`OwnPackages` first on ``sys.meta_path``; it finds those two names beside ``fedlpp/`` and
-nowhere else, so ``sys.path`` stays as it was and the user's other modules in the working
-directory (a plugin module, say) still import. This was chosen over taking the working directory
-off ``sys.path`` (that would hide those modules too) and over refusing to run beside such a
-folder (``attacks/`` is a natural name for a folder of one's own attacks). A spawned worker of
-``fedlpp bench run --jobs N`` imports this module first too (its main module). Where a module of
-either name is already imported from elsewhere (a Python session that imported its own), the
-command and the API stop with one line naming that folder (:func:`own_packages`).
+The command's ``attacks`` and ``benchmarks`` are always this project's (:mod:`fedlpp.own_packages`):
+importing this module puts its finder first on ``sys.meta_path``, before anything imports them.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.machinery
-import json
 import logging
 import os
 import sys
 import traceback
 import warnings
-from pathlib import Path
-from typing import Any
 
+from fedlpp.commands import cmd_attack, cmd_bench, cmd_train
+from fedlpp.discovery import cmd_config, cmd_ls, cmd_new
 from fedlpp.errors import FedlppError
-
-HOME = Path(__file__).resolve().parent.parent  # the folder that holds fedlpp/, attacks/, benchmarks/
-OWN = ("attacks", "benchmarks")  # the project's other top-level packages
-
-
-class OwnPackages(importlib.abc.MetaPathFinder):
-    """Finds :data:`OWN` in :data:`HOME` only (and nothing else), whatever ``sys.path`` holds."""
-
-    def find_spec(self, name: str, path=None, target=None):  # noqa: ANN001, ANN201 - the protocol
-        if name not in OWN:
-            return None
-        return importlib.machinery.PathFinder.find_spec(name, [str(HOME)])
-
-
-def install_own_packages() -> None:
-    """Put :class:`OwnPackages` first on ``sys.meta_path`` (once)."""
-    if not any(isinstance(f, OwnPackages) for f in sys.meta_path):
-        sys.meta_path.insert(0, OwnPackages())
-
-
-def own_packages() -> None:
-    """:func:`install_own_packages`, and a one-line error if ``attacks`` or ``benchmarks`` is
-    already imported from a folder that is not beside ``fedlpp/`` (e.g. a user's own)."""
-    install_own_packages()
-    for name in OWN:
-        module = sys.modules.get(name)
-        if module is None:
-            continue
-        where = list(getattr(module, "__path__", None) or [getattr(module, "__file__", None)])
-        if not any(w and Path(w).resolve() == HOME / name for w in where):
-            shown = ", ".join(str(w) for w in where if w) or "an unknown place"
-            raise FedlppError(f"a module named {name!r} is already imported from {shown}, not "
-                              f"fedlpp's ({HOME / name}): rename that folder, or use fedlpp "
-                              f"before importing it")
-
+from fedlpp.own_packages import install_own_packages, own_packages
 
 install_own_packages()  # before anything imports attacks or benchmarks
 
@@ -77,284 +33,6 @@ install_own_packages()  # before anything imports attacks or benchmarks
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
         raise FedlppError(f"{self.prog}: {message}")
-
-
-def _registries() -> dict:
-    from attacks.base import ATTACKS
-    from fedlpp.describe import registries
-
-    return {**registries(), "attacks": ATTACKS}
-
-
-def _ls_attacks() -> None:
-    from attacks.base import ATTACKS
-    from fedlpp.describe import summary_line
-    print("attacks:")
-    for name in ATTACKS.names():
-        cls = ATTACKS.get(name)
-        try:
-            threat = cls(cls.Config()).threat_model
-        except Exception:  # noqa: BLE001 - a plugin whose defaults don't build is still listed
-            threat = "?"
-        origin = "built-in" if cls.__module__.startswith("attacks.") else cls.__module__
-        print(f"  {name:<16} {cls.kind:<10} {threat:<10} {cls.summary}  [{origin}]")
-        options = summary_line("attacks", ATTACKS, name)
-        if options:
-            print(f"  {'':<16} options: {options}")
-
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    from fedlpp.describe import describe, summary_line
-
-    regs = _registries()
-    if args.name:  # argparse fills KIND first: a NAME always comes with its kind
-        print(describe(args.kind, regs[args.kind], args.name), end="")
-        return 0
-    for kind in [args.kind] if args.kind else list(regs):
-        if kind == "attacks":
-            _ls_attacks()
-            continue
-        print(f"{kind}:")
-        reg = regs[kind]
-        for name in reg.names():
-            doc = (reg.get(name).__doc__ or "").strip().splitlines()
-            print(f"  {name:<16} {doc[0] if doc else ''}")
-            options = summary_line(kind, reg, name)
-            if options:
-                print(f"  {'':<16} options: {options}")
-        if not reg.names():
-            print("  (none registered)")
-    print("(fedlpp ls KIND NAME: a plugin's options, their types and defaults, and its docs)")
-    return 0
-
-
-def cmd_config(args: argparse.Namespace) -> int:
-    from fedlpp.describe import config_toml
-
-    print(config_toml(args.config, args.set), end="")
-    return 0
-
-
-def cmd_new(args: argparse.Namespace) -> int:
-    from fedlpp.outdir import out_path
-    from fedlpp.scaffold import names, write
-
-    n = names(args.kind, args.name)
-    registry = _registries()[f"{args.kind}s"]
-    if args.name in registry.names():
-        article = "an" if args.kind == "attack" else "a"
-        raise FedlppError(f"{article} {args.kind} named {args.name!r} is already registered "
-                          f"(in {registry.get(args.name).__module__}): choose another NAME")
-    out = out_path(args.out) if args.out is not None else Path(n["dist"])
-    for path in write(args.kind, args.name, out):
-        print(f"wrote {path}")
-    print(f"next: pip install --no-deps -e {out} && fedlpp ls {args.kind}s {args.name}")
-    return 0
-
-
-def finished(path: Path) -> bool:
-    """Whether ``path`` is the result.json of a finished run (one that cannot be read is not)."""
-    from fedlpp.io import read_json
-
-    try:
-        result = read_json(path, what="a run's result (JSON)")
-    except FedlppError:
-        return False
-    return isinstance(result, dict) and result.get("status") == "ok"
-
-
-ENGINES = ("simulator", "flower")
-# what `fedlpp train` and `fedlpp attack` write into a run folder: what --overwrite removes
-RUN_FILES = ("result.json", "config.json", "trace", "attacks")
-
-
-def check_train(cfg: Any, *, out: Path, engine: str, overwrite: bool, api: bool = False) -> None:
-    """Every check of a train command that writes nothing: the config's plugins, the engine,
-    the folder (``api``: errors name the Python arguments instead of the command's flags)."""
-    from fedlpp.outdir import check_folder
-    from fedlpp.run.resolve import resolve
-
-    flag, engine_flag, again = (("out", "engine", "overwrite=True") if api
-                                else ("--out", "--engine", "--overwrite"))
-    resolve(cfg)  # every plugin the config names
-    if engine not in ENGINES:
-        raise FedlppError(f"Invalid {engine_flag}: {engine!r} (allowed: {', '.join(ENGINES)})")
-    if engine == "flower":
-        from fedlpp.flower.server_app import check_engine
-
-        check_engine(cfg)
-    # new, empty or a training run: never someone else's folder
-    check_folder(out, "train", **({"flag": "out"} if api else {}))
-    if finished(out / "result.json") and not overwrite:
-        raise FedlppError(f"{flag} {str(out)!r} already holds a finished run (result.json); "
-                          f"choose another directory or pass {again}")
-
-
-def _check_train(args: argparse.Namespace) -> Any:
-    """:func:`check_train` for the command's arguments; returns the config."""
-    from fedlpp.config import load_config
-    from fedlpp.outdir import out_path
-
-    out = out_path(args.out)
-    cfg = load_config(args.config, args.set)  # all config errors before anything heavy
-    check_train(cfg, out=out, engine=args.engine, overwrite=args.overwrite)
-    return cfg
-
-
-def _prepare(cfg, engine: str):
-    """The run's data and model loaded, so that a bad one stops the command (exit 2) before
-    anything is written; None for the Flower engine (its ServerApp loads them again) or when
-    loading failed otherwise (the run then records that failure in result.json)."""
-    from fedlpp.run.context import prepare_run
-
-    try:
-        prepared = prepare_run(cfg)
-    except FedlppError:
-        raise
-    except Exception:  # noqa: BLE001 - not a bad input: run_federation records it
-        return None
-    return prepared if engine == "simulator" else None
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from fedlpp.io import atomic_write_json
-    from fedlpp.outdir import locked, mark, remove_written
-    from fedlpp.run.simulator import RunFailed, run_federation
-
-    cfg = _check_train(args)
-    prepared = _prepare(cfg, args.engine)
-    out = Path(args.out)
-    done = out / "result.json"
-    with locked(out):
-        _check_train(args)  # again, now that no other command can write here
-        remove_written(out, RUN_FILES)  # an unfinished run, or a finished one under --overwrite
-        mark(out, "train")
-        atomic_write_json(out / "config.json", cfg.to_dict())  # the accepted run's config
-        try:
-            if args.engine == "flower":
-                from fedlpp.flower.simulation import run_flower_simulation
-
-                result = run_flower_simulation(cfg, out=out, quiet=args.quiet)
-            else:
-                result = run_federation(cfg, out=out, quiet=args.quiet, ctx=prepared)
-        except RunFailed as exc:  # not a bad input (exit 2): the run started, then failed
-            _print_traceback(args, exc.result.get("traceback"))
-            print(f"error: {exc} (recorded in {done})", file=sys.stderr)
-            return 1
-    print(json.dumps({k: result.get(k) for k in ("final", "selection", "convergence", "comm",
-                                                  "defenses")}, indent=2))
-    if not args.quiet:  # --quiet: stdout is the JSON alone
-        print(f"wrote {done}")
-    return 0
-
-
-def _print_traceback(args: argparse.Namespace, text: str | None, *, what: str = "") -> None:
-    """With --debug (or FEDLPP_DEBUG=1): a recorded traceback, on stderr."""
-    if getattr(args, "debug", False) and text:
-        print(f"{what}{text.rstrip()}", file=sys.stderr)
-
-
-def cmd_attack(args: argparse.Namespace) -> int:
-    from attacks.runner import run_attacks
-
-    if args.resamples < 1:
-        raise FedlppError(f"Invalid --resamples: {args.resamples} (allowed: >= 1)")
-    results = run_attacks(args.run_dir, names=args.attack, sets=args.set,
-                          resamples=args.resamples, quiet=args.quiet)
-    _print_accountants(Path(args.run_dir) / "result.json")
-    for r in results:
-        m = r.get("metrics", {})
-        if r["status"] == "not_applicable":
-            summary = f"not applicable: {r['error']}"
-        elif r["status"] != "ok":
-            summary = f"FAILED: {r['error']}"
-        elif r["kind"] == "membership":
-            summary = "  ".join(f"{name} {_estimate(m[name])}" for name in
-                                ("auc", "control_auc", "auc_minus_control", "tpr@1%fpr",
-                                 "epsilon_lb"))
-        else:
-            summary = "  ".join(f"{name} {_estimate(m[name])}" for name in
-                                ("recovered_gain", "gain_over_control", "param_rel_error"))
-        print(f"{r['attack']:<16} {r['threat_model']:<10} {summary}")
-    failed = [r for r in results if r["status"] == "failed"]
-    for r in failed:
-        _print_traceback(args, r.get("traceback"), what=f"attack {r['attack']}: ")
-    if failed:  # each failed result is written too, with its full traceback
-        print(f"error: {len(failed)} of {len(results)} attacks failed: "
-              f"{', '.join(r['attack'] for r in failed)} (tracebacks in "
-              f"{Path(args.run_dir) / 'attacks'}; --debug prints them)", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _print_accountants(result_file: Path) -> None:
-    """The run's DP accountants' epsilons, to read beside the attacks' ``epsilon_lb``."""
-    from fedlpp.io import read_json
-
-    if not result_file.is_file():
-        return
-    result = read_json(result_file, what="a run's result (result.json of `fedlpp train`)")
-    for d in (result.get("defenses") if isinstance(result, dict) else None) or []:
-        if isinstance(d, dict) and isinstance(d.get("epsilon"), dict) and "delta" in d:
-            print(f"accountant       {d['name']:<10} epsilon {_estimate(d['epsilon'])} at delta "
-                  f"{d['delta']:g} ({d.get('guarantee', '')})")
-
-
-def _estimate(metric: dict) -> str:
-    """``value [lo, hi]``, or ``null (reason)`` for a number the data cannot give."""
-    if metric["value"] is None:
-        return f"null ({metric['reason']})"
-    ci = metric.get("ci")
-    ends = "" if not ci else " [" + ", ".join("…" if e is None else f"{e:.3f}" for e in ci) + "]"
-    return f"{metric['value']:.3f}{ends}"
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks.matrix import SUITES_DIR, load_suite
-
-    if args.bench_command == "ls":
-        for path in sorted(SUITES_DIR.glob("*.toml")):
-            suite = load_suite(path)
-            print(f"{suite.name:<10} {len(suite.cells):>4} cells  {suite.description}")
-        return 0
-    from benchmarks.report import build_report
-
-    if args.bench_command == "report":
-        print(f"wrote {build_report(Path(args.dir))}")
-        return 0
-    from benchmarks.runner import check_options, run_suite
-    from fedlpp.outdir import check_folder, locked, out_path
-
-    out = None if args.out is None else out_path(args.out)
-    suite = load_suite(args.suite, args.set)  # every cell validated before any runs
-    out = out or Path("runs") / f"bench-{suite.name}"  # a suite's name is a safe folder name
-    check_options(suite, jobs=args.jobs, executor=args.executor, address=args.address)
-    check_folder(out, "bench")  # new, empty or a suite's: never a training run's or a user's
-    sets = "".join(f" --set {s}" for s in args.set)
-    jobs = f" --jobs {args.jobs}" if args.jobs != 1 else ""
-    command = f"fedlpp bench run {args.suite}{sets}{jobs} --out {out}"
-    with locked(out):  # one command at a time on a folder, the report included
-        results = run_suite(suite, out=out, jobs=args.jobs, quiet=args.quiet,
-                            keep_runs=args.keep_runs, command=command, executor=args.executor,
-                            address=args.address)
-        report = build_report(out)
-    return _bench_outcome(args, results, report)
-
-
-def _bench_outcome(args: argparse.Namespace, results: list[dict], report: Path) -> int:
-    """The suite's counts (exit 1 if a cell or an attack failed; the report lists them at the
-    top); with --debug, their tracebacks."""
-    from benchmarks.report import failed_attacks
-
-    failed = [r for r in results if r["status"] != "ok"]
-    broken = failed_attacks(results)
-    for r in failed:
-        _print_traceback(args, r.get("traceback"), what=f"cell {r['id']}: ")
-    for cell, a in broken:
-        _print_traceback(args, a.get("traceback"), what=f"cell {cell['id']}, attack {a['attack']}: ")
-    print(f"wrote {report}")
-    print(f"{len(results) - len(failed)} cells ok, {len(failed)} failed"
-          + (f"; {len(broken)} attacks failed (listed at the top of the report)" if broken else ""))
-    return 1 if failed or broken else 0
 
 
 def _discovery_commands(sub) -> None:

@@ -28,7 +28,8 @@ PACKAGES = ("fedlpp", "attacks", "benchmarks")
 # or benchmarks/. A unit may import its own floor (without a cycle) and the floors below.
 FLOORS: list[tuple[str, ...]] = [
     ("fedlpp", "fedlpp.errors", "fedlpp.io", "fedlpp.meta", "fedlpp.seeding", "fedlpp.outdir",
-     "fedlpp.tomlwrite", "fedlpp.scaffold"),
+     "fedlpp.tomlwrite", "fedlpp.scaffold",
+     "fedlpp.own_packages"),  # finds attacks/, benchmarks/ beside fedlpp/ (imports neither)
     ("fedlpp.typed", "fedlpp.device"),
     ("fedlpp.config", "fedlpp.registry"),
     ("fedlpp.quant", "fedlpp.data", "fedlpp.models", "fedlpp.store"),
@@ -40,10 +41,12 @@ FLOORS: list[tuple[str, ...]] = [
     # options and the resolved config, in words (`fedlpp ls KIND NAME`, `fedlpp config show`)
     ("fedlpp.run", "fedlpp.describe"),
     ("fedlpp.flower",),  # the same run over Flower
+    ("fedlpp.train_command",),  # what `fedlpp train` and fedlpp.train share: checks, the run written
     ("attacks",),
     ("benchmarks",),
-    # the command and the Python API: the modules of fedlpp/ that reach attacks, benchmarks
-    ("fedlpp.cli", "fedlpp.api"),
+    # the command (its parser and main; its commands) and the Python API: the modules of fedlpp/
+    # that reach attacks, benchmarks
+    ("fedlpp.cli", "fedlpp.commands", "fedlpp.discovery", "fedlpp.api"),
 ]
 # module -> (its one top-level function whose imports are left out of the graph, what they may be)
 LAZY: dict[str, tuple[str, frozenset[str]]] = {
