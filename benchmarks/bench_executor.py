@@ -21,8 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.matrix import find_suite, load_suite  # noqa: E402
+from benchmarks.matrix import load_suite  # noqa: E402
 from benchmarks.runner import run_suite  # noqa: E402
+from benchmarks.suite_file import find_suite  # noqa: E402
 
 
 def numbers(out: Path) -> dict:

@@ -59,8 +59,9 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args()
 
-    from benchmarks.matrix import find_suite, load_suite
+    from benchmarks.matrix import load_suite
     from benchmarks.runner import run_suite
+    from benchmarks.suite_file import find_suite
 
     suite = pick(load_suite(find_suite(args.suite)), task=args.task,
                  bits=[int(b) for b in args.bits.split(",")], seed=args.seed)

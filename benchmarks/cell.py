@@ -9,7 +9,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks.matrix import AttackPlan, Cell
+from benchmarks.attack_plan import AttackPlan
+from benchmarks.matrix import Cell
 from fedlpp.io import atomic_write_json
 from fedlpp.meta import provenance
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.attack_plan import DEFAULT_RESAMPLES
 from benchmarks.bootstrap import comparison_seeds, estimate, log_if
 from benchmarks.convergence import gate, reference_rows
-from benchmarks.matrix import DEFAULT_RESAMPLES
 
 LOW_BITS = (2, 3, 4)
 MARGIN = 0.10  # (a): the share of fp32's gain over base that low bits may lose

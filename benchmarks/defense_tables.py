@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.matrix import primary_result
+from benchmarks.attack_plan import primary_result
 from benchmarks.stats import fmt, fmt_combined
 
 DP_KEYS = ("epsilon", "delta", "noise_multiplier", "clipped_share")

@@ -3,7 +3,7 @@
 ``summary.csv`` is the headline view (one line per setting, primary attacks only); this file is
 for analysis: every cell, every attack (ok, failed or not applicable), every metric with its
 interval and its control, each attack's ``extra`` numbers, and each cell's training numbers.
-:func:`tidy_rows` is a pure function of the cell records (as :func:`benchmarks.report.load_cells`
+:func:`tidy_rows` is a pure function of the cell records (as :func:`benchmarks.cell_files.load_cells`
 returns them); :func:`write_tidy` writes its rows. ``pandas.read_csv(DIR / "results.csv")``
 reads it (empty fields are NaN).
 

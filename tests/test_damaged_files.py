@@ -419,7 +419,7 @@ def test_a_damaged_cell_or_suite_file_is_refused_by_bench_report(tmp_path, capsy
 
 @pytest.mark.parametrize("name", ["quick", "paper", "defenses"])
 def test_published_cells_pass_the_checks(name):
-    from benchmarks.report import load_cells
+    from benchmarks.cell_files import load_cells
 
     suite, cells = load_cells(ROOT / "reports" / name)
     assert len(cells) == len(suite["cells"])

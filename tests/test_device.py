@@ -8,7 +8,8 @@ import pytest
 import torch
 from conftest import TINY, run_tiny
 
-from benchmarks.matrix import AttackPlan, cell_id, load_suite
+from benchmarks.attack_plan import AttackPlan
+from benchmarks.matrix import cell_id, load_suite
 from fedlpp.config import load_config
 from fedlpp.device import device_id, resolve_device
 from fedlpp.errors import FedlppError

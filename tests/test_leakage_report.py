@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from benchmarks.matrix import primary_attacks
-from benchmarks.report import _method_lines, summarize
+from benchmarks.attack_plan import primary_attacks
+from benchmarks.report import summarize
+from benchmarks.report_header import method_lines
 from benchmarks.stats import combine, fmt_combined, ratio_of_means
 from benchmarks.tables import detail_tables, markdown_tables
 
@@ -91,13 +92,13 @@ def test_headline_uses_the_primary_attack_not_the_best_one():
     detail = "\n".join(detail_tables([row]))
     assert "| nf-2 | central | reference | 0.95 [0.89, 1.00] |" in detail
     assert "- –: needs >= 100 non-members, have 24" in detail
-    assert _method_lines([row])[4].startswith("Bootstrap: 2000 resamples per estimate; utility ")
+    assert method_lines([row])[4].startswith("Bootstrap: 2000 resamples per estimate; utility ")
 
 
 def test_report_says_when_primaries_are_defaults_and_resamples_are_few():
     (row,) = summarize({(("quant", "nf-2"),): [cell(0, gain=0.5, central_gain=1.0,
                                                     aucs={"loss": 0.6})]})
-    lines = _method_lines([row])
+    lines = method_lines([row])
     assert lines[2] == ("Primary attacks: no primary membership attack named: `loss` for central; "
                         "no primary recovery attack named: `as-is` (defaults). Every attack: see "
                         "Detail.")

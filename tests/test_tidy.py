@@ -191,7 +191,7 @@ def test_bench_report_writes_every_attack_of_every_published_cell(tmp_path):
 
 @pytest.mark.parametrize("name", ["paper", "defenses"])
 def test_published_suites_give_unique_rows_whose_nulls_have_reasons(name):
-    from benchmarks.report import load_cells
+    from benchmarks.cell_files import load_cells
 
     _, cells = load_cells(REPORTS / name)
     rows = tidy_rows(cells)

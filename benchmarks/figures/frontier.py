@@ -15,9 +15,9 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from benchmarks.attack_plan import primary_result
 from benchmarks.defense_tables import describe_defense, is_defended, privacy_columns
 from benchmarks.figures.common import Figure, frame, grouped, panels, utility_key, value
-from benchmarks.matrix import primary_result
 
 
 def _label(cell: dict[str, Any]) -> str:

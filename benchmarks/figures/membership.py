@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.attack_plan import primary_result
 from benchmarks.figures.common import (
     TARGETS,
     Figure,
@@ -24,7 +25,6 @@ from benchmarks.figures.common import (
     task,
     variant,
 )
-from benchmarks.matrix import primary_result
 from benchmarks.stats import combine
 
 

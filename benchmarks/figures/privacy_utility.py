@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.attack_plan import primary_result
 from benchmarks.figures.common import (
     GAIN_LIMITS,
     Figure,
@@ -30,7 +31,6 @@ from benchmarks.figures.common import (
     utility_key,
     variant,
 )
-from benchmarks.matrix import primary_result
 
 
 def _primary_recovery(cell: dict[str, Any]) -> dict[str, Any] | None:
