@@ -21,7 +21,7 @@ from fedlpp.errors import FedlppError
 from fedlpp.models import load_state
 from fedlpp.quant import quantizer_for
 from fedlpp.run.context import RunContext, prepare_run
-from fedlpp.run.trace import TraceReader
+from fedlpp.run.trace_reader import TraceReader
 from fedlpp.store import ResultStore, tensors_key
 
 THREAT_MODELS = ("outsider", "client", "colluding", "server")
@@ -49,7 +49,7 @@ def _static_shapes(run: RunContext) -> dict[str, tuple[int, ...]]:
 
 class AttackContext:
     """A finished run, loaded once for every attack on it: its trace verified first (a damaged
-    one is a one-line FedlppError naming the file, see :mod:`fedlpp.run.trace`)."""
+    one is a one-line FedlppError naming the file, see :mod:`fedlpp.run.trace_check`)."""
 
     def __init__(self, run_dir: str | Path, *, run: RunContext | None = None,
                  store: ResultStore | None = None) -> None:

@@ -92,7 +92,7 @@ def test_ls_adversaries_lists_every_behaviour(capsys):
 
 
 def test_the_trace_keeps_decodable_updates_and_says_why_others_are_missing(tmp_path):
-    from fedlpp.run.trace import TraceReader
+    from fedlpp.run.trace_reader import TraceReader
 
     _, out = run_tiny(tmp_path, _adversary("truncated"), name="truncated")
     trace = TraceReader(out)

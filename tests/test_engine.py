@@ -104,7 +104,7 @@ def test_a_larger_block_costs_fewer_bytes_now_that_padding_is_not_sent(tmp_path)
 
 
 def test_the_trace_records_every_training_batch_with_its_record_ids(tmp_path):
-    from fedlpp.run.trace import TraceReader
+    from fedlpp.run.trace_reader import TraceReader
 
     result, out = run_tiny(tmp_path, 'adversaries=[{behaviour = "nan", clients = [1], rounds = [2]}]')
     trace = TraceReader(out)

@@ -12,7 +12,7 @@ from conftest import TINY, assert_train_refused, run_tiny
 from attacks.base import ATTACKS
 from fedlpp.cli import main
 from fedlpp.defenses import DEFENSES
-from fedlpp.run.trace import TraceReader
+from fedlpp.run.trace_reader import TraceReader
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

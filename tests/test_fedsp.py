@@ -24,7 +24,7 @@ from fedlpp.models import MODELS, load_state
 from fedlpp.models.tiny_llama import byte_tokenizer
 from fedlpp.run.context import prepare_run
 from fedlpp.run.simulator import run_federation
-from fedlpp.run.trace import TraceReader
+from fedlpp.run.trace_reader import TraceReader
 from fedlpp.typed import options as options_of
 
 FEDSP = ["fed.method=fedsp", "quant.name=none", "quant.bits=32"]

@@ -13,7 +13,7 @@ from fedlpp.protocol.wire import decode_payload
 from fedlpp.quant import quantizer_for
 from fedlpp.run.selection import convergence, select_round
 from fedlpp.run.simulator import run_federation
-from fedlpp.run.trace import TraceReader
+from fedlpp.run.trace_reader import TraceReader
 
 TINY = ["model.name=tiny-llama", "data.name=kjv-lm", "data.max_records=120", "data.seq_len=16",
         "fed.num_clients=2", "fed.rounds=4", "fed.local_steps=2", "fed.batch_size=4",
